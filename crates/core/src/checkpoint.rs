@@ -1,0 +1,156 @@
+use crate::{KernelLayout, RawTensor};
+
+/// The container format a checkpoint was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// ONNX protobuf model.
+    Onnx,
+    /// PyTorch zip archive (torch >= 1.6) holding a pickled state dict, checkpoint or module.
+    TorchZip,
+    /// PyTorch legacy stream format (torch < 1.6).
+    TorchLegacy,
+    /// TorchScript archive (`torch.jit.save`).
+    TorchScript,
+    /// safetensors file.
+    Safetensors,
+    /// NumPy `.npy` array.
+    Npy,
+    /// NumPy `.npz` archive.
+    Npz,
+}
+
+impl Format {
+    /// Stable lowercase name used in outputs (`onnx`, `torch-zip`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Onnx => "onnx",
+            Format::TorchZip => "torch-zip",
+            Format::TorchLegacy => "torch-legacy",
+            Format::TorchScript => "torchscript",
+            Format::Safetensors => "safetensors",
+            Format::Npy => "npy",
+            Format::Npz => "npz",
+        }
+    }
+}
+
+/// A tensor with the name it has in the file (state-dict key, initializer name, ...).
+#[derive(Debug, Clone)]
+pub struct NamedTensor {
+    /// Name in the file.
+    pub name: String,
+    /// The tensor.
+    pub tensor: RawTensor,
+}
+
+/// Kind of convolution node in a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConvOp {
+    /// Ordinary convolution (`Conv`).
+    Conv,
+    /// Transposed convolution (`ConvTranspose`); weight layout IOHW.
+    ConvTranspose,
+    /// Integer convolution with a quantized weight (`ConvInteger`).
+    ConvInteger,
+    /// Quantized linear convolution (`QLinearConv`).
+    QLinearConv,
+}
+
+impl ConvOp {
+    /// The operator name as written in ONNX.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvOp::Conv => "Conv",
+            ConvOp::ConvTranspose => "ConvTranspose",
+            ConvOp::ConvInteger => "ConvInteger",
+            ConvOp::QLinearConv => "QLinearConv",
+        }
+    }
+}
+
+/// A convolution node of a graph (ONNX) with its attributes and resolved weight.
+#[derive(Debug, Clone)]
+pub struct ConvNode {
+    /// Node name (or `node<index>` when the file has none).
+    pub name: String,
+    /// Operator.
+    pub op: ConvOp,
+    /// Position of the node in the graph's node list.
+    pub node_index: usize,
+    /// Name of the weight input.
+    pub weight_name: String,
+    /// The weight as real numbers (quantized weights already dequantized), or why it could
+    /// not be resolved (not a constant, unsupported quantization, ...).
+    pub weight: Result<RawTensor, String>,
+    /// Axis order of `weight`.
+    pub layout: KernelLayout,
+    /// The bias, when it is a constant.
+    pub bias: Option<RawTensor>,
+    /// `group` attribute (1 when absent).
+    pub groups: usize,
+    /// `strides` attribute (empty when absent).
+    pub strides: Vec<i64>,
+    /// `dilations` attribute (empty when absent).
+    pub dilations: Vec<i64>,
+    /// `pads` attribute (empty when absent).
+    pub pads: Vec<i64>,
+    /// `auto_pad` attribute, when present.
+    pub auto_pad: Option<String>,
+    /// Longest path from a graph input, `None` when unreachable from any input.
+    pub graph_depth: Option<usize>,
+    /// Free-form remarks (e.g. "dequantized (w - zero_point) * scale").
+    pub notes: Vec<String>,
+}
+
+/// The part of a model graph convlens needs.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Convolution nodes in node order.
+    pub convs: Vec<ConvNode>,
+    /// Total number of nodes in the graph.
+    pub n_nodes: usize,
+    /// Names of the graph's data inputs (excluding initializers).
+    pub inputs: Vec<String>,
+    /// Operator of the first node consuming a graph input, when there is one.
+    pub first_ops: Vec<String>,
+}
+
+/// A parsed model file: named tensors in order of appearance and, when the file has one, its
+/// graph of convolution nodes.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Container format.
+    pub format: Format,
+    /// Tensors in order of appearance (the order that defines depth when there is no graph).
+    pub tensors: Vec<NamedTensor>,
+    /// Convolution graph, for formats that have one.
+    pub graph: Option<Graph>,
+    /// Where the tensor order comes from (e.g. "pickle dict order", "metadata key_order").
+    pub order_source: String,
+    /// Remarks a user should see (unusual structure, ignored objects, ...).
+    pub notes: Vec<String>,
+    /// Free-form key/value metadata of the file (producer, opset, safetensors metadata...).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Checkpoint {
+    /// A checkpoint without a graph.
+    pub fn from_tensors(format: Format, tensors: Vec<NamedTensor>, order_source: &str) -> Self {
+        Checkpoint {
+            format,
+            tensors,
+            graph: None,
+            order_source: order_source.to_string(),
+            notes: Vec::new(),
+            metadata: Vec::new(),
+        }
+    }
+
+    /// The tensor called `name`, if any.
+    pub fn tensor(&self, name: &str) -> Option<&RawTensor> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| &t.tensor)
+    }
+}
