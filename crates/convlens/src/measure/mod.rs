@@ -1,0 +1,1 @@
+//! Per-layer filter-quality metrics (placeholder, being written).
