@@ -3,6 +3,14 @@
 //! The pipeline is **read → extract → measure → compare → show**:
 //! [`read`] opens a checkpoint of any supported format, [`extract`] finds its convolution layers
 //! and their depth, [`measure`] computes the per-layer filter-quality metrics of Gavrikov &
-//! Keuper, [`depth`] aggregates them by depth group.
+//! Keuper, [`depth`] defines the depth groups and their per-model aggregates, and [`quality`]
+//! runs the whole chain for one model file.
 
+pub mod compare;
+pub mod depth;
+pub mod extract;
 pub mod measure;
+pub mod quality;
+pub mod read;
+
+pub use convlens_core as core;

@@ -377,9 +377,23 @@ mod tests {
     fn view_past_storage_is_refused() {
         let b = f32_blob(&[0.; 8]);
         let e = RawTensor::contiguous(DType::F32, vec![3, 3], b.clone()).unwrap_err();
-        assert!(matches!(e, TensorError::OutOfBounds { needed: 9, available: 8, .. }));
-        let e = RawTensor::strided(DType::F32, vec![2], vec![usize::MAX], 0, ByteOrder::Little, b)
-            .unwrap_err();
+        assert!(matches!(
+            e,
+            TensorError::OutOfBounds {
+                needed: 9,
+                available: 8,
+                ..
+            }
+        ));
+        let e = RawTensor::strided(
+            DType::F32,
+            vec![2],
+            vec![usize::MAX],
+            0,
+            ByteOrder::Little,
+            b,
+        )
+        .unwrap_err();
         assert!(matches!(e, TensorError::OutOfBounds { .. }));
     }
 
@@ -402,8 +416,15 @@ mod tests {
             .iter()
             .flat_map(|x| x.to_be_bytes())
             .collect();
-        let t = RawTensor::strided(DType::BF16, vec![1], vec![1], 0, ByteOrder::Big, Blob::from_vec(v))
-            .unwrap();
+        let t = RawTensor::strided(
+            DType::BF16,
+            vec![1],
+            vec![1],
+            0,
+            ByteOrder::Big,
+            Blob::from_vec(v),
+        )
+        .unwrap();
         assert_eq!(t.to_f32(), vec![0.25]);
     }
 

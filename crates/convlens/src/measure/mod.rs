@@ -1,1 +1,261 @@
-//! Per-layer filter-quality metrics (placeholder, being written).
+//! Per-layer filter-quality metrics of Gavrikov & Keuper (sparsity, variance entropy,
+//! orthogonality) plus the torchconvquality 0.3.0 variants and simple weight norms.
+//!
+//! The definitions reproduce the reference oracle (`reference.py`, functions `layer_metrics`,
+//! `notebook_sparsity`, `scale`, `entropy_cond`, `ortho_cond`, `tcq_sparsity`,
+//! `tcq_variance_entropy`), generalised from 3x3 kernels to any `kh x kw` kernel: a *filter* is
+//! one `kh*kw` slice of the OIHW weight, so a layer has `out_channels * in_per_group` filters.
+//! All arithmetic is done in `f64` on the `f32` weights; results are bit-identical between runs
+//! and independent of the number of threads.
+//!
+//! Undefined values are `NaN` (serialised as `null` by `serde_json`):
+//! * entropy of fewer than 2 filters, orthogonality of fewer than 2 out-channels;
+//! * shares of an empty layer;
+//! * the torchconvquality entropy when a kernel tap is structurally zero (every filter of the
+//!   set has the same value there, so a variance is exactly 0 and torch computes `0 * log 0`).
+//!   The oracle's LAPACK SVD only returns that exact 0 for some tap positions (reliably for the
+//!   first and last tap, rarely for middle taps); convlens applies the rule to every position.
+
+mod norms;
+mod orthogonality;
+mod sparsity;
+mod variance_entropy;
+
+pub use orthogonality::orthogonality;
+pub use sparsity::{sparse_mask, tcq_sparse_mask};
+pub use variance_entropy::{
+    entropy_base10, entropy_max_threshold, scale_filter, variance_spectrum, MAX_SPECTRUM_TAPS,
+};
+
+use serde::Serialize;
+
+/// Shape of a convolution weight in OIHW order (`groups` only affects
+/// [`LayerMetrics::orthogonality_per_group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct LayerShape {
+    /// Number of output channels (O).
+    pub out_channels: usize,
+    /// Input channels seen by one output channel (I = in_channels / groups).
+    pub in_per_group: usize,
+    /// Kernel height (H).
+    pub kh: usize,
+    /// Kernel width (W).
+    pub kw: usize,
+    /// Number of groups of the convolution (1 for a dense conv, `out_channels` for depthwise).
+    pub groups: usize,
+}
+
+impl LayerShape {
+    /// Number of taps of one filter (`kh * kw`), `None` on overflow.
+    pub fn kernel_len(&self) -> Option<usize> {
+        self.kh.checked_mul(self.kw)
+    }
+
+    /// Number of filters (`out_channels * in_per_group`), `None` on overflow.
+    pub fn n_filters(&self) -> Option<usize> {
+        self.out_channels.checked_mul(self.in_per_group)
+    }
+
+    /// Number of weights (`out_channels * in_per_group * kh * kw`), `None` on overflow.
+    pub fn weight_len(&self) -> Option<usize> {
+        self.n_filters()?.checked_mul(self.kernel_len()?)
+    }
+}
+
+/// The torchconvquality 0.3.0 metrics of one layer (numpy port in `reference.py`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcqMetrics {
+    /// Number of filters.
+    pub n: usize,
+    /// Share of filters whose taps are all strictly below `float32(max|w| * 0.01)`.
+    pub sparsity: f64,
+    /// Base-10 entropy of the variance spectrum of all raw filters.
+    pub variance_entropy: f64,
+    /// `variance_entropy / entropy_max_threshold(n)`.
+    pub variance_entropy_norm: f64,
+    /// As `variance_entropy`, over the filters that are not tcq-sparse.
+    pub variance_entropy_clean: f64,
+    /// `variance_entropy_clean / entropy_max_threshold(n_clean)`.
+    pub variance_entropy_clean_norm: f64,
+    /// Same value as [`LayerMetrics::orthogonality`].
+    pub orthogonality: f64,
+}
+
+/// All per-layer metrics of one convolution weight.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerMetrics {
+    /// Number of filters (`out_channels * in_per_group`).
+    pub n_filters: usize,
+    /// Largest absolute weight of the layer.
+    pub layer_norm: f64,
+    /// Filters whose largest absolute tap is `<= layer_norm / 100` (paper rule).
+    pub sparse_filters: usize,
+    /// `sparse_filters / n_filters` (NaN for an empty layer).
+    pub sparsity: f64,
+    /// `n_filters - sparse_filters`.
+    pub n_nonsparse: usize,
+    /// Paper entropy: base-10 entropy of the variance spectrum of the l-inf scaled non-sparse
+    /// filters (NaN below 2 such filters; NaN, like every entropy, when `kh * kw` exceeds
+    /// [`MAX_SPECTRUM_TAPS`]).
+    pub variance_entropy: f64,
+    /// Paper orthogonality of the out-channels (rows of `in_per_group * kh * kw` raw weights).
+    pub orthogonality: f64,
+    /// Mean over groups of the orthogonality within each group, for grouped convolutions with at
+    /// least 2 out-channels per group; `None` otherwise.
+    pub orthogonality_per_group: Option<f64>,
+    /// Sum of absolute weights.
+    pub l1_norm: f64,
+    /// Euclidean (Frobenius) norm of the whole weight.
+    pub l2_norm: f64,
+    /// Mean Euclidean norm of the filters (NaN for an empty layer).
+    pub mean_filter_l2: f64,
+    /// torchconvquality 0.3.0 variants.
+    pub tcq: TcqMetrics,
+}
+
+/// Measures one convolution layer given its OIHW `f32` weights.
+///
+/// # Panics
+/// If `w.len()` differs from `shape.weight_len()` (a caller bug: the weights and the shape come
+/// from the same tensor).
+pub fn measure_layer(w: &[f32], shape: &LayerShape) -> LayerMetrics {
+    let k = shape.kernel_len();
+    let n = shape.n_filters();
+    assert!(
+        shape.weight_len() == Some(w.len()),
+        "measure_layer: {} weights do not match shape {shape:?}",
+        w.len()
+    );
+    // Both are Some after the assertion.
+    let (k, n) = (k.unwrap_or(0), n.unwrap_or(0));
+
+    let stats = norms::filter_stats(w, n, k);
+    let (layer_norm, paper_sparse) = sparsity::paper_mask(&stats);
+    let tcq_sparse = sparsity::tcq_mask(&stats);
+
+    let sparse_filters = paper_sparse.iter().filter(|&&s| s).count();
+    let n_nonsparse = n - sparse_filters;
+
+    let tcq_sparse_count = tcq_sparse.iter().filter(|&&s| s).count();
+    let (variance_entropy, (ve, ve_n), (vc, vc_n)) = if k <= MAX_SPECTRUM_TAPS {
+        entropies(
+            w,
+            n,
+            k,
+            &stats,
+            &paper_sparse,
+            &tcq_sparse,
+            tcq_sparse_count,
+        )
+    } else {
+        let nan = f64::NAN;
+        (nan, (nan, nan), (nan, nan))
+    };
+
+    let row_len = shape.in_per_group.saturating_mul(k);
+    let ortho = orthogonality(w, shape.out_channels, row_len);
+    let orthogonality_per_group = per_group_orthogonality(w, shape, row_len);
+
+    let share = |count: usize| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            count as f64 / n as f64
+        }
+    };
+    LayerMetrics {
+        n_filters: n,
+        layer_norm,
+        sparse_filters,
+        sparsity: share(sparse_filters),
+        n_nonsparse,
+        variance_entropy,
+        orthogonality: ortho,
+        orthogonality_per_group,
+        l1_norm: stats.l1,
+        l2_norm: stats.l2_sq.sqrt(),
+        mean_filter_l2: if n == 0 {
+            f64::NAN
+        } else {
+            stats.sum_filter_l2 / n as f64
+        },
+        tcq: TcqMetrics {
+            n,
+            sparsity: share(tcq_sparse_count),
+            variance_entropy: ve,
+            variance_entropy_norm: ve_n,
+            variance_entropy_clean: vc,
+            variance_entropy_clean_norm: vc_n,
+            orthogonality: ortho,
+        },
+    }
+}
+
+/// Paper entropy, tcq entropy (all filters) and tcq entropy (non-tcq-sparse filters), each tcq
+/// one with its normalised value.
+fn entropies(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    stats: &norms::FilterStats,
+    paper_sparse: &[bool],
+    tcq_sparse: &[bool],
+    tcq_sparse_count: usize,
+) -> (f64, (f64, f64), (f64, f64)) {
+    // Paper entropy: l-inf scaled, non-sparse filters.
+    let scaled_ns = variance_entropy::moments(n, k, |i, row| {
+        if paper_sparse[i] {
+            return false;
+        }
+        // pca.ipynb scale(): divide by the l-inf norm (0 -> 1; non-sparse filters are never 0)
+        let den = f64::from(stats.linf(i));
+        let den = if den == 0.0 { 1.0 } else { den };
+        for (o, &x) in row.iter_mut().zip(&w[i * k..(i + 1) * k]) {
+            *o = f64::from(x) / den;
+        }
+        true
+    });
+    let variance_entropy = variance_entropy::paper_entropy(&scaled_ns);
+
+    // torchconvquality: raw filters, all and not-tcq-sparse.
+    let raw_row = |i: usize, row: &mut [f64]| {
+        for (o, &x) in row.iter_mut().zip(&w[i * k..(i + 1) * k]) {
+            *o = f64::from(x);
+        }
+    };
+    let all = variance_entropy::moments(n, k, |i, row| {
+        raw_row(i, row);
+        true
+    });
+    let (ve, ve_n) = variance_entropy::tcq_entropy(&all);
+    let (vc, vc_n) = if tcq_sparse_count == 0 {
+        (ve, ve_n)
+    } else {
+        let clean = variance_entropy::moments(n, k, |i, row| {
+            if tcq_sparse[i] {
+                return false;
+            }
+            raw_row(i, row);
+            true
+        });
+        variance_entropy::tcq_entropy(&clean)
+    };
+    (variance_entropy, (ve, ve_n), (vc, vc_n))
+}
+
+/// Mean of the per-group orthogonality for grouped convs with >= 2 out-channels per group.
+fn per_group_orthogonality(w: &[f32], shape: &LayerShape, row_len: usize) -> Option<f64> {
+    let g = shape.groups;
+    if g < 2 {
+        return None;
+    }
+    let per = shape.out_channels / g;
+    if per < 2 || per * g != shape.out_channels {
+        return None;
+    }
+    let block = per * row_len;
+    let sum: f64 = (0..g)
+        .map(|gi| orthogonality(&w[gi * block..(gi + 1) * block], per, row_len))
+        .sum();
+    Some(sum / g as f64)
+}

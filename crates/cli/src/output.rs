@@ -1,0 +1,492 @@
+//! Rendering of `inspect` and `quality` results as table, JSON or CSV.
+
+use crate::OutFormat;
+use anyhow::Context;
+use convlens::extract::KernelSelect;
+use convlens::quality::{analyse_file, inspect_file, InspectReport, ModelReport};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A failed file in JSON output.
+#[derive(Serialize)]
+struct Failure<'a> {
+    file: String,
+    error: &'a str,
+}
+
+fn open_out(output: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+/// Runs `f` on every file in parallel; results in input order; errors are printed to stderr.
+fn run_all<T: Send, E: std::fmt::Display + Send>(
+    files: &[PathBuf],
+    f: impl Fn(&Path) -> Result<T, E> + Sync,
+) -> Vec<(PathBuf, Result<T, String>)> {
+    let results: Vec<_> = files
+        .par_iter()
+        .map(|p| (p.clone(), f(p).map_err(|e| e.to_string())))
+        .collect();
+    for (_, r) in &results {
+        if let Err(e) = r {
+            eprintln!("error: {e}");
+        }
+    }
+    results
+}
+
+fn fmt_opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |x| x.to_string())
+}
+
+fn fmt_f(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "nan".to_string()
+    }
+}
+
+fn fmt_list(v: &Option<Vec<i64>>) -> String {
+    match v {
+        Some(v) if !v.is_empty() => v
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "-".to_string(),
+    }
+}
+
+/// Renders rows as aligned columns (first column left-aligned, the rest right-aligned).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let line = |s: &mut String, cells: Vec<&str>| {
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            if i == 0 {
+                s.push_str(c);
+                s.push_str(&" ".repeat(pad));
+            } else {
+                s.push_str("  ");
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            }
+        }
+        s.push('\n');
+    };
+    line(&mut s, header.to_vec());
+    for r in rows {
+        line(&mut s, r.iter().map(String::as_str).collect());
+    }
+    s
+}
+
+fn skipped_text(out: &mut String, skipped: &[convlens::extract::Skipped], notes: &[String]) {
+    for s in skipped {
+        let _ = writeln!(out, "  skipped {}: {}", s.name, s.reason);
+    }
+    for n in notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+}
+
+fn inspect_table(r: &InspectReport) -> String {
+    let mut out = format!(
+        "{} [{}] — {} conv layers, {} conv depths ({})\n",
+        r.file,
+        r.format,
+        r.layers.len(),
+        r.n_conv_depths,
+        r.depth_source
+    );
+    let rows: Vec<Vec<String>> = r
+        .layers
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                l.op.to_string(),
+                format!(
+                    "{}x{}x{}x{}",
+                    l.shape[0], l.shape[1], l.shape[2], l.shape[3]
+                ),
+                format!("{}x{}", l.kh, l.kw),
+                fmt_opt(&l.groups),
+                l.n_filters.to_string(),
+                fmt_list(&l.strides),
+                fmt_list(&l.pads),
+                fmt_list(&l.dilations),
+                l.depth.to_string(),
+                fmt_opt(&l.conv_depth),
+                l.conv_depth_norm.map_or("-".into(), |v| format!("{v:.3}")),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "layer",
+            "op",
+            "shape",
+            "kernel",
+            "groups",
+            "filters",
+            "strides",
+            "pads",
+            "dilations",
+            "depth",
+            "conv_depth",
+            "norm_depth",
+        ],
+        &rows,
+    ));
+    for t in &r.totals {
+        let _ = writeln!(
+            out,
+            "  total {}x{}: {} layers, {} filters",
+            t.kernel[0], t.kernel[1], t.layers, t.filters
+        );
+    }
+    skipped_text(&mut out, &r.skipped, &r.notes);
+    out
+}
+
+fn quality_table(r: &ModelReport) -> String {
+    let mut out = format!(
+        "{} [{}] — {} of {} conv layers analysed, {} conv depths ({})\n",
+        r.file,
+        r.format,
+        r.layers.len(),
+        r.n_conv_layers,
+        r.n_conv_depths,
+        r.depth_source
+    );
+    let rows: Vec<Vec<String>> = r
+        .layers
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                format!("{}x{}", l.kernel[0], l.kernel[1]),
+                l.filters.to_string(),
+                l.depth_group.map_or("-".into(), |b| b.label()),
+                fmt_f(l.sparsity),
+                fmt_f(l.variance_entropy),
+                fmt_f(l.orthogonality),
+                fmt_f(l.layer_norm),
+                fmt_f(l.l2_norm),
+                fmt_f(l.tcq.variance_entropy),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "layer",
+            "kernel",
+            "filters",
+            "depth",
+            "sparsity",
+            "entropy",
+            "ortho",
+            "max|w|",
+            "l2",
+            "tcq_entropy",
+        ],
+        &rows,
+    ));
+    out.push_str("  by depth group:\n");
+    let rows: Vec<Vec<String>> = r
+        .depth_groups
+        .iter()
+        .map(|g| {
+            vec![
+                format!("  {}", g.group.label()),
+                format!("{}x{}", g.kernel[0], g.kernel[1]),
+                g.agg.layers.to_string(),
+                g.agg.filters.to_string(),
+                fmt_f(g.agg.sparsity),
+                g.agg.variance_entropy.map_or("-".into(), fmt_f),
+                fmt_f(g.agg.orthogonality),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "  group", "kernel", "layers", "filters", "sparsity", "entropy", "ortho",
+        ],
+        &rows,
+    ));
+    skipped_text(&mut out, &r.skipped, &r.notes);
+    out
+}
+
+fn json_out<T: Serialize>(
+    w: &mut dyn Write,
+    results: &[(PathBuf, Result<T, String>)],
+) -> anyhow::Result<()> {
+    let mut items = Vec::with_capacity(results.len());
+    for (p, r) in results {
+        items.push(match r {
+            Ok(v) => serde_json::to_value(v)?,
+            Err(e) => serde_json::to_value(Failure {
+                file: p.display().to_string(),
+                error: e,
+            })?,
+        });
+    }
+    serde_json::to_writer_pretty(&mut *w, &items)?;
+    writeln!(w)?;
+    Ok(())
+}
+
+fn csv_f(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+fn csv_opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn csv_list(v: &Option<Vec<i64>>) -> String {
+    v.as_ref()
+        .map(|v| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// `convlens inspect`: returns the number of failed files.
+pub fn inspect(
+    files: &[PathBuf],
+    kernel: KernelSelect,
+    format: OutFormat,
+    output: Option<&Path>,
+) -> anyhow::Result<usize> {
+    let results = run_all(files, |p| inspect_file(p, kernel));
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let mut w = open_out(output)?;
+    match format {
+        OutFormat::Table => {
+            for (_, r) in &results {
+                if let Ok(r) = r {
+                    writeln!(w, "{}", inspect_table(r))?;
+                }
+            }
+        }
+        OutFormat::Json => json_out(&mut *w, &results)?,
+        OutFormat::Csv => {
+            let mut c = csv::Writer::from_writer(&mut w);
+            c.write_record([
+                "file",
+                "format",
+                "layer",
+                "weight_name",
+                "op",
+                "transposed",
+                "shape",
+                "out_channels",
+                "in_channels",
+                "groups",
+                "kh",
+                "kw",
+                "filters",
+                "strides",
+                "pads",
+                "dilations",
+                "depth",
+                "conv_depth",
+                "conv_depth_norm",
+            ])?;
+            for r in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+                for l in &r.layers {
+                    c.write_record([
+                        r.file.clone(),
+                        r.format.to_string(),
+                        l.name.clone(),
+                        l.weight_name.clone(),
+                        l.op.to_string(),
+                        l.transposed.to_string(),
+                        format!(
+                            "{} {} {} {}",
+                            l.shape[0], l.shape[1], l.shape[2], l.shape[3]
+                        ),
+                        l.out_channels.to_string(),
+                        l.in_per_group.to_string(),
+                        csv_opt(l.groups),
+                        l.kh.to_string(),
+                        l.kw.to_string(),
+                        l.n_filters.to_string(),
+                        csv_list(&l.strides),
+                        csv_list(&l.pads),
+                        csv_list(&l.dilations),
+                        l.depth.to_string(),
+                        csv_opt(l.conv_depth),
+                        csv_opt(l.conv_depth_norm),
+                    ])?;
+                }
+            }
+            c.flush()?;
+        }
+    }
+    w.flush()?;
+    Ok(failed)
+}
+
+/// `convlens quality`: returns the number of failed files.
+pub fn quality(
+    files: &[PathBuf],
+    kernel: KernelSelect,
+    format: OutFormat,
+    groups: bool,
+    output: Option<&Path>,
+) -> anyhow::Result<usize> {
+    let results = run_all(files, |p| analyse_file(p, kernel));
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let mut w = open_out(output)?;
+    match format {
+        OutFormat::Table => {
+            for (_, r) in &results {
+                if let Ok(r) = r {
+                    writeln!(w, "{}", quality_table(r))?;
+                }
+            }
+        }
+        OutFormat::Json => json_out(&mut *w, &results)?,
+        OutFormat::Csv if groups => {
+            let mut c = csv::Writer::from_writer(&mut w);
+            c.write_record([
+                "file",
+                "format",
+                "kh",
+                "kw",
+                "depth_group",
+                "layers",
+                "filters",
+                "sparse_filters",
+                "nonsparse_filters",
+                "sparsity",
+                "variance_entropy",
+                "orthogonality",
+            ])?;
+            for r in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+                for g in &r.depth_groups {
+                    c.write_record([
+                        r.file.clone(),
+                        r.format.to_string(),
+                        g.kernel[0].to_string(),
+                        g.kernel[1].to_string(),
+                        g.group.label(),
+                        g.agg.layers.to_string(),
+                        g.agg.filters.to_string(),
+                        g.agg.sparse_filters.to_string(),
+                        g.agg.nonsparse_filters.to_string(),
+                        csv_f(g.agg.sparsity),
+                        g.agg.variance_entropy.map(csv_f).unwrap_or_default(),
+                        csv_f(g.agg.orthogonality),
+                    ])?;
+                }
+            }
+            c.flush()?;
+        }
+        OutFormat::Csv => {
+            let mut c = csv::Writer::from_writer(&mut w);
+            c.write_record([
+                "file",
+                "format",
+                "layer",
+                "weight_name",
+                "op",
+                "transposed",
+                "kh",
+                "kw",
+                "out_channels",
+                "in_channels",
+                "groups",
+                "filters",
+                "depth",
+                "conv_depth",
+                "conv_depth_norm",
+                "depth_group",
+                "layer_norm",
+                "sparsity",
+                "sparse_filters",
+                "nonsparse_filters",
+                "variance_entropy",
+                "orthogonality",
+                "orthogonality_per_group",
+                "l1_norm",
+                "l2_norm",
+                "mean_filter_l2",
+                "tcq_sparsity",
+                "tcq_variance_entropy",
+                "tcq_variance_entropy_norm",
+                "tcq_variance_entropy_clean",
+                "tcq_variance_entropy_clean_norm",
+                "tcq_orthogonality",
+            ])?;
+            for r in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+                for l in &r.layers {
+                    c.write_record([
+                        r.file.clone(),
+                        r.format.to_string(),
+                        l.name.clone(),
+                        l.weight_name.clone(),
+                        l.op.to_string(),
+                        l.transposed.to_string(),
+                        l.kernel[0].to_string(),
+                        l.kernel[1].to_string(),
+                        l.out_channels.to_string(),
+                        l.in_channels.to_string(),
+                        csv_opt(l.groups),
+                        l.filters.to_string(),
+                        l.depth.to_string(),
+                        csv_opt(l.conv_depth),
+                        csv_opt(l.conv_depth_norm),
+                        l.depth_group.map(|b| b.label()).unwrap_or_default(),
+                        csv_f(l.layer_norm),
+                        csv_f(l.sparsity),
+                        l.sparse_filters.to_string(),
+                        l.nonsparse_filters.to_string(),
+                        csv_f(l.variance_entropy),
+                        csv_f(l.orthogonality),
+                        l.orthogonality_per_group.map(csv_f).unwrap_or_default(),
+                        csv_f(l.l1_norm),
+                        csv_f(l.l2_norm),
+                        csv_f(l.mean_filter_l2),
+                        csv_f(l.tcq.sparsity),
+                        csv_f(l.tcq.variance_entropy),
+                        csv_f(l.tcq.variance_entropy_norm),
+                        csv_f(l.tcq.variance_entropy_clean),
+                        csv_f(l.tcq.variance_entropy_clean_norm),
+                        csv_f(l.tcq.orthogonality),
+                    ])?;
+                }
+            }
+            c.flush()?;
+        }
+    }
+    w.flush()?;
+    Ok(failed)
+}

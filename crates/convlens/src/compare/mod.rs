@@ -1,0 +1,5 @@
+//! Stage 4 — compare: PCA basis of filters across models, coefficient distributions and the
+//! symmetric-KL distribution shift between groups.
+
+pub mod basis;
+pub mod divergence;
