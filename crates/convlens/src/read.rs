@@ -238,23 +238,6 @@ pub fn model_name(path: &Path) -> String {
     name.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_names_drop_format_suffixes() {
-        for (f, n) in [
-            ("a/resnet20_robust_s0.legacy.pt", "resnet20_robust_s0"),
-            ("wrn16_2_robust_s0.bf16.safetensors", "wrn16_2_robust_s0"),
-            ("x.onnx", "x"),
-            ("my.model.v2", "my.model.v2"),
-        ] {
-            assert_eq!(model_name(Path::new(f)), n);
-        }
-    }
-}
-
 /// All model files under `dir` (recursively, by [`MODEL_EXTENSIONS`]), sorted by path.
 pub fn find_models(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -277,4 +260,21 @@ pub fn find_models(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_drop_format_suffixes() {
+        for (f, n) in [
+            ("a/resnet20_robust_s0.legacy.pt", "resnet20_robust_s0"),
+            ("wrn16_2_robust_s0.bf16.safetensors", "wrn16_2_robust_s0"),
+            ("x.onnx", "x"),
+            ("my.model.v2", "my.model.v2"),
+        ] {
+            assert_eq!(model_name(Path::new(f)), n);
+        }
+    }
 }

@@ -196,9 +196,10 @@ mod tests {
     fn probabilities_fill_empty_bins_with_eps() {
         let b = Bins::new(0.0, 2.0, 2);
         let p = b.probabilities(&[4, 0]).unwrap();
-        // density [0.5, 0] -> [0.5, eps] -> normalised
-        assert_eq!(p[0], 0.5 / (0.5 + EPS_F32));
-        assert_eq!(p[1], EPS_F32 / (0.5 + EPS_F32));
+        // density [4/1/4, 0] = [1, 0] -> [1, eps] -> normalised
+        assert_eq!(b.density(&[4, 0]), vec![1.0, 0.0]);
+        assert_eq!(p[0], 1.0 / (1.0 + EPS_F32));
+        assert_eq!(p[1], EPS_F32 / (1.0 + EPS_F32));
         assert!(b.probabilities(&[0, 0]).is_none());
     }
 
