@@ -1,8 +1,11 @@
 //! `convlens`: a thin command-line front end to the convlens library.
 
+mod db_cmd;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use convlens::compare::shift::Density;
+use convlens::db::select::Condition;
 use convlens::extract::KernelSelect;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +72,164 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Build and inspect a filter database of a model zoo.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// PCA basis of the l∞-scaled non-sparse filters: whole selection, per group, per model.
+    Basis {
+        /// Database folder.
+        db: PathBuf,
+        #[command(flatten)]
+        sel: SelectArgs,
+        /// Also fit one basis per value of this meta column.
+        #[arg(long)]
+        by: Option<String>,
+        /// Output folder (JSON, CSV, Parquet); JSON on standard output without it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Distribution shift between two groups (e.g. robust vs normal): variance-weighted
+    /// symmetric KL of the coefficient distributions, overall, first layer and depth deciles,
+    /// with a noise floor.
+    Shift {
+        /// Database folder.
+        db: PathBuf,
+        /// Meta column whose two values are compared.
+        #[arg(long, default_value = "Robust")]
+        by: String,
+        /// Repeat the comparison within each value of this column (e.g. Training-Dataset).
+        #[arg(long)]
+        within: Option<String>,
+        #[command(flatten)]
+        sel: SelectArgs,
+        /// Density estimate: 70-bin histograms (the papers') or Gaussian KDE.
+        #[arg(long, value_enum, default_value_t = DensityArg::Hist)]
+        density: DensityArg,
+        /// Random half-splits per group for the within-group noise floor.
+        #[arg(long, default_value_t = 50)]
+        splits: usize,
+        /// Bootstrap resamples over models.
+        #[arg(long, default_value_t = 200)]
+        bootstrap: usize,
+        /// Seed of splits and resamples.
+        #[arg(long, default_value_t = 0x5EED)]
+        seed: u64,
+        /// Column telling replicate runs apart (default: Seed, when present).
+        #[arg(long)]
+        replicate_col: Option<String>,
+        /// Columns replicate runs must share (default: Network, plus --by and --within).
+        #[arg(long = "match", value_delimiter = ',')]
+        match_cols: Vec<String>,
+        /// Output folder (JSON, CSV, Parquet); JSON on standard output without it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Symmetric KL between every pair of groups (e.g. `--by model`, `--by Network`).
+    KlMatrix {
+        /// Database folder.
+        db: PathBuf,
+        /// Meta column defining the groups (`model` for one group per model).
+        #[arg(long)]
+        by: String,
+        /// Cell: overall, first or a decile label such as "(0.9, 1.0]".
+        #[arg(long, default_value = "overall")]
+        cell: String,
+        #[command(flatten)]
+        sel: SelectArgs,
+        /// Density estimate.
+        #[arg(long, value_enum, default_value_t = DensityArg::Hist)]
+        density: DensityArg,
+        /// Output folder (JSON, CSV, Parquet); JSON on standard output without it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Per-model sparsity, variance entropy and orthogonality by depth group (the data of the
+    /// paper's box plots).
+    Aggregate {
+        /// Database folder.
+        db: PathBuf,
+        /// Meta column to label models with (e.g. Robust).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        sel: SelectArgs,
+        /// Output folder (JSON, CSV, Parquet); JSON on standard output without it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Database subcommands.
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Collect the conv filters of every checkpoint under a folder into a database.
+    Build {
+        /// Zoo folder (searched recursively for model files).
+        zoo: PathBuf,
+        /// Meta table (CSV, one row per model, joined by name).
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Meta column holding the model name.
+        #[arg(long, default_value = "Name")]
+        name_col: String,
+        /// Database folder to create or update.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Only these file extensions (e.g. `onnx` or `safetensors,pt`).
+        #[arg(long, value_delimiter = ',')]
+        formats: Vec<String>,
+        /// Kernel sizes to store: `3x3` (default), `all` or `KxK`.
+        #[arg(short, long, default_value = "3x3")]
+        kernel: KernelSelect,
+        /// Re-read every file, even unchanged ones.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show what the database holds and every model that is not in it, with the reason.
+    Status {
+        /// Database folder.
+        db: PathBuf,
+    },
+}
+
+/// Model selection shared by the analysis commands.
+#[derive(clap::Args, Clone)]
+struct SelectArgs {
+    /// Keep only models whose meta column equals a value (repeatable): `--where Training-Dataset=cifar10`.
+    #[arg(long = "where")]
+    conditions: Vec<Condition>,
+    /// Keep only models of complete robust ↔ normal pairs from this table (`Robust`, `Normal` columns).
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Kernel size to analyse.
+    #[arg(long, default_value = "3x3", value_parser = db_cmd::parse_kernel)]
+    kernel: [usize; 2],
+}
+
+impl SelectArgs {
+    fn scope(self) -> convlens::compare::study::Scope {
+        db_cmd::scope(self.conditions, self.pairs, self.kernel)
+    }
+}
+
+/// Density estimate.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum DensityArg {
+    /// 70-bin histograms (the papers').
+    Hist,
+    /// Gaussian kernel density estimate (Silverman bandwidth).
+    Kde,
+}
+
+impl From<DensityArg> for Density {
+    fn from(d: DensityArg) -> Density {
+        match d {
+            DensityArg::Hist => Density::Histogram,
+            DensityArg::Kde => Density::Kde,
+        }
+    }
 }
 
 /// Replaces every folder argument by the model files found under it.
@@ -87,6 +248,64 @@ fn expand(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+fn report_excluded(excluded: &[(String, String)]) {
+    for (m, why) in excluded {
+        eprintln!("excluded: {m}: {why}");
+    }
+}
+
+fn run_db(command: DbCommand) -> anyhow::Result<usize> {
+    match command {
+        DbCommand::Build {
+            zoo,
+            meta,
+            name_col,
+            output,
+            formats,
+            kernel,
+            force,
+        } => {
+            let opts = convlens::db::build::BuildOptions {
+                meta,
+                name_column: name_col,
+                formats,
+                kernel,
+                force,
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} models {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let report = convlens::db::build::build(&zoo, &output, &opts, &|done, total, name| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(name.to_string());
+            })?;
+            bar.finish_and_clear();
+            Ok(db_cmd::print_build(&report))
+        }
+        DbCommand::Status { db } => {
+            let d = convlens::db::Db::open(&db)?;
+            let status = db.join("status.csv");
+            let text = std::fs::read_to_string(&status)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", status.display()))?;
+            print!("{text}");
+            let n: u64 = d
+                .models
+                .iter()
+                .flat_map(|m| m.kernels.iter().map(|k| k.n_filters))
+                .sum();
+            eprintln!("{} models, {n} filters in {}", d.models.len(), db.display());
+            Ok(text
+                .lines()
+                .skip(1)
+                .filter(|l| l.contains(",failed,"))
+                .count())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -115,6 +334,91 @@ fn main() -> ExitCode {
             output,
         } => expand(&files)
             .and_then(|f| output::quality(&f, kernel, format, groups, output.as_deref())),
+        Command::Db { command } => run_db(command),
+        Command::Basis {
+            db,
+            sel,
+            by,
+            output,
+        } => (|| {
+            let d = convlens::db::Db::open(&db)?;
+            let r = convlens::compare::study::basis(&d, &sel.scope(), by.as_deref())?;
+            report_excluded(&r.excluded);
+            if let Some(out) = &output {
+                db_cmd::write_table(out, "basis", &db_cmd::basis_tables(&r)?)?;
+            }
+            db_cmd::write_json(output.as_deref(), "basis", &r)?;
+            Ok(0)
+        })(),
+        Command::Shift {
+            db,
+            by,
+            within,
+            sel,
+            density,
+            splits,
+            bootstrap,
+            seed,
+            replicate_col,
+            match_cols,
+            output,
+        } => (|| {
+            let d = convlens::db::Db::open(&db)?;
+            let opts = convlens::compare::study::ShiftOptions {
+                by,
+                within,
+                density: density.into(),
+                splits,
+                bootstrap,
+                seed,
+                replicate_column: replicate_col,
+                match_columns: match_cols,
+            };
+            let r = convlens::compare::study::shift(&d, &sel.scope(), &opts)?;
+            report_excluded(&r.excluded);
+            if let Some(out) = &output {
+                let (cells, pairs) = db_cmd::shift_tables(&r)?;
+                db_cmd::write_table(out, "shift", &cells)?;
+                if !r.pairs.is_empty() {
+                    db_cmd::write_table(out, "shift_pairs", &pairs)?;
+                }
+            }
+            db_cmd::write_json(output.as_deref(), "shift", &r)?;
+            Ok(0)
+        })(),
+        Command::KlMatrix {
+            db,
+            by,
+            cell,
+            sel,
+            density,
+            output,
+        } => (|| {
+            let d = convlens::db::Db::open(&db)?;
+            let r =
+                convlens::compare::study::kl_matrix(&d, &sel.scope(), &by, &cell, density.into())?;
+            report_excluded(&r.excluded);
+            if let Some(out) = &output {
+                db_cmd::write_table(out, "kl_matrix", &db_cmd::kl_table(&r)?)?;
+            }
+            db_cmd::write_json(output.as_deref(), "kl_matrix", &r)?;
+            Ok(0)
+        })(),
+        Command::Aggregate {
+            db,
+            by,
+            sel,
+            output,
+        } => (|| {
+            let d = convlens::db::Db::open(&db)?;
+            let r = convlens::compare::study::aggregate(&d, &sel.scope(), by.as_deref())?;
+            report_excluded(&r.excluded);
+            if let Some(out) = &output {
+                db_cmd::write_table(out, "aggregate", &db_cmd::aggregate_table(&r)?)?;
+            }
+            db_cmd::write_json(output.as_deref(), "aggregate", &r)?;
+            Ok(0)
+        })(),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

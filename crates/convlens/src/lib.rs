@@ -7,6 +7,7 @@
 //! runs the whole chain for one model file.
 
 pub mod compare;
+pub mod db;
 pub mod depth;
 pub mod extract;
 pub mod measure;

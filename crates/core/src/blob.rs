@@ -7,6 +7,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Blob {
     owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    /// Set when `owner` is a read-only file map: lets [`Blob::release`] hand pages back.
+    map: Option<Arc<memmap2::Mmap>>,
     start: usize,
     end: usize,
 }
@@ -17,6 +19,22 @@ impl Blob {
         let end = owner.as_ref().len();
         Blob {
             owner: Arc::new(owner),
+            map: None,
+            start: 0,
+            end,
+        }
+    }
+
+    /// A blob owning a read-only memory map of a file, covering all of it. Unlike
+    /// [`Blob::from_owner`], pages of such a blob that are no longer needed can be handed back
+    /// to the operating system with [`Blob::release`].
+    pub fn from_mmap(map: memmap2::Mmap) -> Self {
+        let map = Arc::new(map);
+        let end = map.len();
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::clone(&map) as _;
+        Blob {
+            owner,
+            map: Some(map),
             start: 0,
             end,
         }
@@ -58,9 +76,58 @@ impl Blob {
         }
         Some(Blob {
             owner: Arc::clone(&self.owner),
+            map: self.map.clone(),
             start: self.start + range.start,
             end: self.start + range.end,
         })
+    }
+
+    /// True when the blob lies in a file memory map (see [`Blob::from_mmap`]).
+    pub fn is_mapped(&self) -> bool {
+        self.map.is_some()
+    }
+
+    /// Tells the operating system that the pages under `range` (relative to this blob) are not
+    /// needed for now, so that they stop counting in the resident memory of the process. The
+    /// bytes stay valid: a later read maps them in again from the file. Does nothing for blobs
+    /// that are not file maps, for an empty or out-of-range `range`, and off Unix.
+    pub fn release(&self, range: Range<usize>) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            if range.start >= range.end || range.end > self.len() {
+                return;
+            }
+            let (offset, len) = (self.start + range.start, range.end - range.start);
+            // SAFETY: `map` is a read-only shared mapping of a file (`memmap2::Mmap::map`), never
+            // written through. MADV_DONTNEED only drops its page-table entries: the next access
+            // faults the same file pages back in, so every `&[u8]` into the map keeps reading
+            // the same bytes (the usual caveat of file maps — another process truncating or
+            // rewriting the file — is unchanged). memmap2 checks that the range is in bounds.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
+    /// Tells the operating system that the bytes under `range` (relative to this blob) will be
+    /// read soon, so that it can start reading them from disk. Does nothing for blobs that are
+    /// not file maps, for an empty or out-of-range `range`, and off Unix.
+    pub fn will_need(&self, range: Range<usize>) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            if range.start >= range.end || range.end > self.len() {
+                return;
+            }
+            let _ = map.advise_range(
+                memmap2::Advice::WillNeed,
+                self.start + range.start,
+                range.end - range.start,
+            );
+        }
+        #[cfg(not(unix))]
+        let _ = range;
     }
 }
 

@@ -289,8 +289,140 @@ impl RawTensor {
     }
 
     /// All elements in C order rounded to `f32` (the precision the authors' pipeline analyses).
+    ///
+    /// Equal to converting [`RawTensor::to_f64`] to `f32`, without the `f64` copy.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.to_f64().into_iter().map(|x| x as f32).collect()
+        macro_rules! conv {
+            ($n:expr, |$b:ident| $e:expr) => {
+                self.gather::<$n>(|$b: [u8; $n]| $e)
+            };
+        }
+        let le = self.order == ByteOrder::Little;
+        match (self.dtype, le) {
+            (DType::F32, true) => conv!(4, |b| f32::from_le_bytes(b)),
+            (DType::F32, false) => conv!(4, |b| f32::from_be_bytes(b)),
+            (DType::F64, true) => conv!(8, |b| f64::from_le_bytes(b) as f32),
+            (DType::F64, false) => conv!(8, |b| f64::from_be_bytes(b) as f32),
+            (DType::F16, true) => conv!(2, |b| f16::from_le_bytes(b).to_f32()),
+            (DType::F16, false) => conv!(2, |b| f16::from_be_bytes(b).to_f32()),
+            (DType::BF16, true) => conv!(2, |b| bf16::from_le_bytes(b).to_f32()),
+            (DType::BF16, false) => conv!(2, |b| bf16::from_be_bytes(b).to_f32()),
+            (DType::I8, _) => conv!(1, |b| f32::from(b[0] as i8)),
+            (DType::U8, _) => conv!(1, |b| f32::from(b[0])),
+            (DType::Bool, _) => conv!(1, |b| f32::from(u8::from(b[0] != 0))),
+            (DType::I16, true) => conv!(2, |b| f32::from(i16::from_le_bytes(b))),
+            (DType::I16, false) => conv!(2, |b| f32::from(i16::from_be_bytes(b))),
+            // i32 -> f32 rounds once, exactly like i32 -> f64 (exact) -> f32
+            (DType::I32, true) => conv!(4, |b| i32::from_le_bytes(b) as f32),
+            (DType::I32, false) => conv!(4, |b| i32::from_be_bytes(b) as f32),
+            // i64 keeps the double rounding of `to_f64` (i64 -> f64 -> f32)
+            (DType::I64, true) => conv!(8, |b| i64::from_le_bytes(b) as f64 as f32),
+            (DType::I64, false) => conv!(8, |b| i64::from_be_bytes(b) as f64 as f32),
+        }
+    }
+
+    /// Applies `f` to the `N`-byte encoding of every element, in C order.
+    #[inline(always)]
+    fn gather<const N: usize>(&self, f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+        let elem = |c: &[u8]| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            f(a)
+        };
+        let bytes = self.storage.as_slice();
+        let n = self.numel();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Validated on construction: every element index lies inside the storage.
+        if self.is_c_contiguous() {
+            let start = self.offset * N;
+            return bytes[start..start + n * N]
+                .chunks_exact(N)
+                .map(elem)
+                .collect();
+        }
+        // Strided: runs along the last dimension, the other indices as an odometer.
+        let rank = self.shape.len();
+        let (inner, inner_stride) = (self.shape[rank - 1], self.strides[rank - 1]);
+        let mut out = Vec::with_capacity(n);
+        let mut idx = vec![0usize; rank - 1];
+        let mut pos = self.offset;
+        for _ in 0..n / inner {
+            if inner_stride == 1 {
+                out.extend(bytes[pos * N..(pos + inner) * N].chunks_exact(N).map(elem));
+            } else {
+                for j in 0..inner {
+                    let p = (pos + j * inner_stride) * N;
+                    out.push(elem(&bytes[p..p + N]));
+                }
+            }
+            let mut d = rank - 1;
+            while d > 0 {
+                d -= 1;
+                idx[d] += 1;
+                pos += self.strides[d];
+                if idx[d] < self.shape[d] {
+                    break;
+                }
+                pos -= self.strides[d] * self.shape[d];
+                idx[d] = 0;
+            }
+        }
+        out
+    }
+
+    /// The elements as a borrowed `f32` slice in C order, when the stored bytes already are
+    /// exactly that: `f32` in the machine's byte order, C-contiguous, 4-byte aligned in memory.
+    /// Otherwise `None` (use [`RawTensor::to_f32`]).
+    pub fn as_f32_slice(&self) -> Option<&[f32]> {
+        let native = if cfg!(target_endian = "little") {
+            ByteOrder::Little
+        } else {
+            ByteOrder::Big
+        };
+        if self.dtype != DType::F32 || self.order != native || !self.is_c_contiguous() {
+            return None;
+        }
+        let n = self.numel();
+        if n == 0 {
+            return Some(&[]);
+        }
+        let bytes = &self.storage.as_slice()[self.offset * 4..(self.offset + n) * 4];
+        // SAFETY: every bit pattern is a valid f32; `align_to` only yields a middle part that
+        // is correctly aligned for f32 and lies inside `bytes`.
+        let (head, body, tail) = unsafe { bytes.align_to::<f32>() };
+        (head.is_empty() && tail.is_empty()).then_some(body)
+    }
+
+    /// The byte range of the storage that the elements of this tensor lie in (empty for a
+    /// tensor without elements).
+    pub fn byte_span(&self) -> std::ops::Range<usize> {
+        if self.numel() == 0 {
+            return 0..0;
+        }
+        // Fits: validated on construction against the storage length.
+        let last: usize = self.offset
+            + self
+                .shape
+                .iter()
+                .zip(&self.strides)
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>();
+        let sz = self.dtype.size();
+        self.offset * sz..(last + 1) * sz
+    }
+
+    /// Hands the memory pages of this tensor's bytes back to the operating system when they lie
+    /// in a file map (see [`Blob::release`]); the tensor stays readable.
+    pub fn release_storage(&self) {
+        self.storage.release(self.byte_span());
+    }
+
+    /// Asks the operating system to start reading this tensor's bytes when they lie in a file
+    /// map (see [`Blob::will_need`]).
+    pub fn prefetch_storage(&self) {
+        self.storage.will_need(self.byte_span());
     }
 }
 
@@ -426,6 +558,140 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.to_f32(), vec![0.25]);
+    }
+
+    /// Every dtype and byte order, contiguous and strided: `to_f32` equals `to_f64` rounded.
+    #[test]
+    fn to_f32_matches_to_f64_for_every_dtype() {
+        let vals: [f64; 6] = [0.0, -1.5, 3.25, 100.0, -128.0, 16_777_217.0];
+        let big: [i64; 2] = [(1 << 53) + 1, -(1 << 62) - 3];
+        let dtypes = [
+            DType::F16,
+            DType::BF16,
+            DType::F32,
+            DType::F64,
+            DType::I8,
+            DType::U8,
+            DType::I16,
+            DType::I32,
+            DType::I64,
+            DType::Bool,
+        ];
+        for dt in dtypes {
+            for order in [ByteOrder::Little, ByteOrder::Big] {
+                let mut bytes = Vec::new();
+                for (i, &v) in vals.iter().enumerate() {
+                    let mut b: Vec<u8> = match dt {
+                        DType::F16 => f16::from_f64(v).to_le_bytes().to_vec(),
+                        DType::BF16 => bf16::from_f64(v).to_le_bytes().to_vec(),
+                        DType::F32 => (v as f32).to_le_bytes().to_vec(),
+                        DType::F64 => (v + 0.1).to_le_bytes().to_vec(),
+                        DType::I8 => vec![v as i8 as u8],
+                        DType::U8 | DType::Bool => vec![v as u8],
+                        DType::I16 => (v as i16).to_le_bytes().to_vec(),
+                        DType::I32 => (v as i32).to_le_bytes().to_vec(),
+                        DType::I64 => big.get(i % 3).copied().unwrap_or(v as i64).to_le_bytes().to_vec(),
+                    };
+                    if order == ByteOrder::Big {
+                        b.reverse();
+                    }
+                    bytes.extend(b);
+                }
+                let blob = Blob::from_vec(bytes);
+                let views = [
+                    (vec![2, 3], vec![3, 1], 0),
+                    (vec![3, 2], vec![1, 3], 0),
+                    (vec![2, 2], vec![1, 3], 1),
+                    (vec![5], vec![1], 1),
+                    (vec![], vec![], 4),
+                ];
+                for (shape, strides, offset) in views {
+                    let t = RawTensor::strided(dt, shape, strides, offset, order, blob.clone())
+                        .unwrap();
+                    let want: Vec<f32> = t.to_f64().iter().map(|&x| x as f32).collect();
+                    let got = t.to_f32();
+                    assert_eq!(
+                        want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        "{dt:?} {order:?} {:?}/{:?}",
+                        t.shape(),
+                        t.strides()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_4d_view_reads_in_c_order() {
+        // storage 0..24 viewed as the (2, 3, 2, 2) transpose of a (2, 2, 3, 2) C array
+        let b = f32_blob(&(0..24).map(|x| x as f32).collect::<Vec<_>>());
+        let t = RawTensor::strided(
+            DType::F32,
+            vec![2, 3, 2, 2],
+            vec![12, 2, 6, 1],
+            0,
+            ByteOrder::Little,
+            b,
+        )
+        .unwrap();
+        let mut want = vec![];
+        for a in 0..2 {
+            for c in 0..3 {
+                for bb in 0..2 {
+                    for d in 0..2 {
+                        want.push((12 * a + 6 * bb + 2 * c + d) as f32);
+                    }
+                }
+            }
+        }
+        assert_eq!(t.to_f32(), want);
+        assert!(t.as_f32_slice().is_none());
+        assert_eq!(t.byte_span(), 0..96);
+    }
+
+    #[test]
+    fn f32_slices_are_borrowed_only_when_exact() {
+        let b = f32_blob(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let t = RawTensor::strided(DType::F32, vec![2, 2], vec![2, 1], 1, ByteOrder::Little, b.clone())
+            .unwrap();
+        assert_eq!(t.as_f32_slice(), Some(&[2.0f32, 3.0, 4.0, 5.0][..]));
+        assert_eq!(t.byte_span(), 4..20);
+        // misaligned: the same values one byte further
+        let mut v = vec![0u8];
+        v.extend_from_slice(b.as_slice());
+        let mis = Blob::from_vec(v).slice(1..21).unwrap();
+        let t = RawTensor::contiguous(DType::F32, vec![5], mis.clone()).unwrap();
+        if mis.as_slice().as_ptr() as usize % 4 != 0 {
+            assert!(t.as_f32_slice().is_none());
+        }
+        assert_eq!(t.to_f32(), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        // big-endian storage is never borrowed
+        let t = RawTensor::strided(DType::F32, vec![1], vec![1], 0, ByteOrder::Big, b.clone())
+            .unwrap();
+        assert!(t.as_f32_slice().is_none());
+        // releasing a blob that is not a file map changes nothing
+        t.release_storage();
+        assert_eq!(b.as_slice()[..4], 1.0f32.to_le_bytes());
+    }
+
+    #[test]
+    fn mapped_tensor_stays_readable_after_release() {
+        let path = std::env::temp_dir().join(format!("convlens-core-release-{}", std::process::id()));
+        let vals: Vec<f32> = (0..5000).map(|x| x as f32 * 0.5).collect();
+        std::fs::write(&path, Blob::from_f32s(&vals).as_slice()).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a private temporary file nobody else writes.
+        let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+        let _ = std::fs::remove_file(&path);
+        let blob = Blob::from_mmap(map);
+        assert!(blob.is_mapped() && blob.slice(4..8).unwrap().is_mapped());
+        let t = RawTensor::contiguous(DType::F32, vec![5000], blob).unwrap();
+        assert_eq!(t.as_f32_slice().unwrap(), &vals[..]);
+        t.prefetch_storage();
+        t.release_storage();
+        assert_eq!(t.as_f32_slice().unwrap(), &vals[..]);
+        assert_eq!(t.to_f32(), vals);
     }
 
     #[test]

@@ -3,3 +3,6 @@
 
 pub mod basis;
 pub mod divergence;
+pub mod shift;
+pub mod stream;
+pub mod study;

@@ -1,0 +1,324 @@
+//! The distribution-shift study: variance-weighted symmetric KL between the coefficient
+//! distributions of two groups of models, overall, for the first layer and per depth decile,
+//! with a noise floor from within-group comparisons and a bootstrap over models.
+
+use super::basis::Basis;
+use super::divergence::{weighted_kl_sym, Bins, EPS_F32};
+use super::stream::{cell_labels, ModelHists, CELLS};
+use serde::Serialize;
+
+/// How a coefficient distribution is estimated from its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Density {
+    /// 70-bin histogram, empty bins filled with float32 epsilon (the authors' method).
+    Histogram,
+    /// Gaussian kernel density (Silverman bandwidth) on a fine grid, evaluated at the bin
+    /// centres, then filled and normalised like the histogram.
+    Kde,
+}
+
+/// Fine-grid points used for kernel density estimates.
+pub const KDE_GRID: usize = 2048;
+
+/// Discrete distribution of one (group, cell, component) from merged histograms; `None` if the
+/// cell holds no filter.
+pub fn distribution(
+    h: &ModelHists,
+    cell: usize,
+    comp: usize,
+    bins: &Bins,
+    fine: Option<&Bins>,
+    density: Density,
+) -> Option<Vec<f64>> {
+    if h.n[cell] == 0 {
+        return None;
+    }
+    match density {
+        Density::Histogram => bins.probabilities(h.counts(cell, comp)),
+        Density::Kde => {
+            let fine = fine?;
+            let n = h.n[cell] as f64;
+            let i = cell * h.comps + comp;
+            let mean = h.sum[i] / n;
+            let var = if n > 1.0 {
+                ((h.sum_sq[i] - n * mean * mean) / (n - 1.0)).max(0.0)
+            } else {
+                0.0
+            };
+            // scipy gaussian_kde, bw_method="silverman", one dimension
+            let factor = (n * 3.0 / 4.0).powf(-1.0 / 5.0);
+            let bw = (var.sqrt() * factor).max(f64::MIN_POSITIVE);
+            let fe = fine.edges();
+            let centres: Vec<f64> = fe.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
+            let counts = h.fine(cell, comp);
+            let e = bins.edges();
+            let mut v: Vec<f64> = e
+                .windows(2)
+                .map(|w| {
+                    let x = 0.5 * (w[0] + w[1]);
+                    let mut s = 0.0;
+                    for (&c, &g) in counts.iter().zip(&centres) {
+                        if c > 0 {
+                            let z = (x - g) / bw;
+                            s += c as f64 * (-0.5 * z * z).exp();
+                        }
+                    }
+                    s / (n * bw * (2.0 * std::f64::consts::PI).sqrt())
+                })
+                .collect();
+            for x in v.iter_mut() {
+                if *x == 0.0 {
+                    *x = EPS_F32;
+                }
+            }
+            let s = super::divergence::np_sum(&v);
+            Some(v.into_iter().map(|x| x / s).collect())
+        }
+    }
+}
+
+/// KL of one cell between two merged histogram sets: (weighted, per component), `None` if a
+/// side is empty.
+pub fn cell_kl(
+    a: &ModelHists,
+    b: &ModelHists,
+    cell: usize,
+    weights: &[f64],
+    bins: &Bins,
+    fine: Option<&Bins>,
+    density: Density,
+) -> Option<(f64, Vec<f64>)> {
+    let comps = a.comps;
+    let mut p = Vec::with_capacity(comps);
+    let mut q = Vec::with_capacity(comps);
+    for j in 0..comps {
+        p.push(distribution(a, cell, j, bins, fine, density)?);
+        q.push(distribution(b, cell, j, bins, fine, density)?);
+    }
+    Some(weighted_kl_sym(&p, &q, weights))
+}
+
+/// Sums the histograms of a list of models.
+pub fn merge(hists: &[ModelHists], members: &[usize]) -> ModelHists {
+    let mut out = hists[0].empty_like();
+    for &i in members {
+        out.merge(&hists[i]);
+    }
+    out
+}
+
+/// Summary of a set of noise-floor values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Floor {
+    /// How many comparisons.
+    pub n: usize,
+    /// Mean.
+    pub mean: Option<f64>,
+    /// 95th percentile (linear interpolation).
+    pub p95: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.len() == 1 {
+        return sorted[0];
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+impl Floor {
+    /// Summarises values (non-finite ones dropped).
+    pub fn of(mut v: Vec<f64>) -> Floor {
+        v.retain(|x| x.is_finite());
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return Floor {
+                n: 0,
+                mean: None,
+                p95: None,
+                max: None,
+            };
+        }
+        Floor {
+            n: v.len(),
+            mean: Some(v.iter().sum::<f64>() / v.len() as f64),
+            p95: Some(percentile(&v, 0.95)),
+            max: v.last().copied(),
+        }
+    }
+}
+
+/// SplitMix64: a small deterministic generator for splits and bootstrap samples.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform integer in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// One cell (overall, first, a decile) of a shift between two groups.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShiftCell {
+    /// `overall`, `first` or a decile label.
+    pub bin: String,
+    /// Non-sparse filters of each group in the cell.
+    pub n: [u64; 2],
+    /// Variance-weighted symmetric KL, `None` when a group has no filter in the cell.
+    pub kl: Option<f64>,
+    /// Symmetric KL per component.
+    pub kl_per_component: Option<Vec<f64>>,
+    /// `ok` or why the KL is missing.
+    pub status: String,
+    /// KL between random halves of the same group (both groups pooled): the noise floor.
+    pub within_group: Floor,
+    /// KL between replicate models (same configuration, different seed) of the same group.
+    pub replicates: Floor,
+    /// 2.5 % and 97.5 % quantiles of the KL when the models of each group are resampled with
+    /// replacement.
+    pub bootstrap_ci: Option<[f64; 2]>,
+}
+
+/// Inputs shared by every cell of a shift.
+pub struct ShiftInputs<'a> {
+    /// Per-model histograms (indexed like the caller's model list).
+    pub hists: &'a [ModelHists],
+    /// Members of group A and group B (indices into `hists`).
+    pub groups: [&'a [usize]; 2],
+    /// Replicate pairs (indices into `hists`) for the seed-noise floor.
+    pub replicates: &'a [(usize, usize)],
+    /// Component weights (explained-variance ratios of the basis).
+    pub weights: &'a [f64],
+    /// Histogram bins.
+    pub bins: &'a Bins,
+    /// Fine grid for KDE.
+    pub fine: Option<&'a Bins>,
+    /// Density estimate.
+    pub density: Density,
+    /// Random half-splits per group for the within-group floor.
+    pub splits: usize,
+    /// Bootstrap resamples.
+    pub bootstrap: usize,
+    /// Seed of the random generator.
+    pub seed: u64,
+}
+
+/// Computes every cell of a two-group shift.
+pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
+    let a = merge(inp.hists, inp.groups[0]);
+    let b = merge(inp.hists, inp.groups[1]);
+    let labels = cell_labels();
+    let kl = |x: &ModelHists, y: &ModelHists, cell: usize| {
+        cell_kl(x, y, cell, inp.weights, inp.bins, inp.fine, inp.density)
+    };
+    (0..CELLS)
+        .map(|cell| {
+            let mut rng = Rng::new(inp.seed ^ (cell as u64).wrapping_mul(0x1234_5678_9ABC));
+            let main = kl(&a, &b, cell);
+            let status = match (&main, a.n[cell], b.n[cell]) {
+                (Some(_), _, _) => "ok".to_string(),
+                (None, 0, 0) => "empty: no filters in either group".to_string(),
+                (None, 0, _) => "empty: no filters in the first group".to_string(),
+                _ => "empty: no filters in the second group".to_string(),
+            };
+            // within-group floor: random halves of each group with >= 2 models
+            let mut within = Vec::new();
+            for g in inp.groups {
+                if g.len() < 2 {
+                    continue;
+                }
+                let mut members = g.to_vec();
+                for _ in 0..inp.splits {
+                    rng.shuffle(&mut members);
+                    let (x, y) = members.split_at(members.len() / 2);
+                    if let Some((v, _)) = kl(&merge(inp.hists, x), &merge(inp.hists, y), cell) {
+                        within.push(v);
+                    }
+                }
+            }
+            let reps: Vec<f64> = inp
+                .replicates
+                .iter()
+                .filter_map(|&(x, y)| {
+                    kl(&merge(inp.hists, &[x]), &merge(inp.hists, &[y]), cell).map(|v| v.0)
+                })
+                .collect();
+            let mut boot = Vec::new();
+            if main.is_some() {
+                for _ in 0..inp.bootstrap {
+                    let sample = |g: &[usize], rng: &mut Rng| -> Vec<usize> {
+                        (0..g.len()).map(|_| g[rng.below(g.len())]).collect()
+                    };
+                    let sa = sample(inp.groups[0], &mut rng);
+                    let sb = sample(inp.groups[1], &mut rng);
+                    if let Some((v, _)) = kl(&merge(inp.hists, &sa), &merge(inp.hists, &sb), cell) {
+                        boot.push(v);
+                    }
+                }
+            }
+            boot.sort_by(f64::total_cmp);
+            let ci =
+                (!boot.is_empty()).then(|| [percentile(&boot, 0.025), percentile(&boot, 0.975)]);
+            let (klv, per) = match main {
+                Some((v, p)) => (Some(v), Some(p)),
+                None => (None, None),
+            };
+            ShiftCell {
+                bin: labels[cell].clone(),
+                n: [a.n[cell], b.n[cell]],
+                kl: klv,
+                kl_per_component: per,
+                status,
+                within_group: Floor::of(within),
+                replicates: Floor::of(reps),
+                bootstrap_ci: ci,
+            }
+        })
+        .collect()
+}
+
+/// The basis summary written with every analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct BasisSummary {
+    /// Filters the basis was fitted on.
+    pub n_samples: u64,
+    /// Explained-variance ratios (the KL weights).
+    pub explained_variance_ratio: Vec<f64>,
+}
+
+impl From<&Basis> for BasisSummary {
+    fn from(b: &Basis) -> Self {
+        BasisSummary {
+            n_samples: b.n_samples,
+            explained_variance_ratio: b.explained_variance_ratio.clone(),
+        }
+    }
+}
