@@ -105,6 +105,10 @@ impl ConvLayer {
     /// Weights as f32 in OIHW order (out, in/groups, kh, kw), C-contiguous.
     pub fn weights_oihw(&self) -> Vec<f32> {
         let w = self.weight.to_f32();
+        if self.layout == KernelLayout::OIHW {
+            // already in order: no second copy
+            return w;
+        }
         self.layout.to_oihw(&self.shape, &w)
     }
 

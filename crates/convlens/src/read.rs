@@ -133,7 +133,8 @@ fn map_file(path: &Path) -> Result<Blob, ReadErrorKind> {
     // SAFETY: the map is read-only; convlens never writes the file. A concurrent truncation by
     // another process is the usual caveat of memory maps and outside our control.
     let map = unsafe { memmap2::Mmap::map(&file)? };
-    Ok(Blob::from_owner(map))
+    // a file map, so that the pages of measured tensors can be handed back (`Blob::release`)
+    Ok(Blob::from_mmap(map))
 }
 
 fn format_err<E: std::error::Error + Send + Sync + 'static>(

@@ -1,15 +1,38 @@
 //! Orthogonality of a layer's out-channels (orthogonality.ipynb `ortho_cond`).
+//!
+//! The Gram matrix `W W^T` of the L2-normalised rows is computed by a small blocked kernel that
+//! converts the `f32` rows to normalised `f64` while packing them, one block of [`KC`] columns at
+//! a time, so that no normalised copy of the layer is ever held (a 1024×1024×3×3 layer would
+//! need 75 MB). Only the upper triangle is computed, in row strips whose buffer is bounded by
+//! [`STRIP_VALUES`].
+//!
+//! Every Gram entry is summed in a fixed order — one fused multiply-add chain from 0 per block
+//! of [`KC`] columns, the block sums added left to right — which is exactly what
+//! `matrixmultiply::dgemm` (kc = 256) does on CPUs with FMA; the row terms are added in row
+//! order. The result therefore does not depend on the number of threads, and it is
+//! bit-identical to the dgemm-based implementation it replaces (a test checks this).
 
 use rayon::prelude::*;
 
-/// Rows per Gram strip: each strip is multiplied by the rows from its first row on, so only
-/// the upper triangle (plus the lower half of the diagonal blocks) is computed.
-const TILE: usize = 128;
+/// Columns per accumulation block (matrixmultiply's dgemm `kc`).
+const KC: usize = 256;
+
+/// Rows per parallel task: their packed block (`MC × KC` values, 128 KiB) stays in L2 while
+/// the column panels stream past.
+const MC: usize = 64;
+
+/// Largest Gram strip, in `f64` values (16 MiB); a strip holds at least [`MC`] rows.
+const STRIP_VALUES: usize = 1 << 21;
 
 /// Paper orthogonality of `n` rows of length `len` (row-major `rows`):
 /// `1 - sum|W W^T - I| / (n (n - 1))` over the L2-normalised rows (a zero row stays zero, so an
 /// all-zero layer gives `1 - 1/(n-1)`). NaN when `n < 2` or `rows.len() != n * len`.
 pub fn orthogonality(rows: &[f32], n: usize, len: usize) -> f64 {
+    orthogonality_strips(rows, n, len, STRIP_VALUES)
+}
+
+/// [`orthogonality`] with Gram strips of at most `strip_values` values (at least [`MC`] rows).
+fn orthogonality_strips(rows: &[f32], n: usize, len: usize, strip_values: usize) -> f64 {
     if n < 2 || n.checked_mul(len) != Some(rows.len()) {
         return f64::NAN;
     }
@@ -19,10 +42,260 @@ pub fn orthogonality(rows: &[f32], n: usize, len: usize) -> f64 {
         return 1.0 - n as f64 / denom;
     }
 
-    let mut a = vec![0f64; rows.len()];
-    a.par_chunks_mut(len)
-        .zip(rows.par_chunks(len))
-        .for_each(|(dst, src)| {
+    // Row norms (a zero row is divided by 1).
+    let norms: Vec<f64> = rows
+        .par_chunks(len)
+        .map(|src| {
+            let t = src
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            if t == 0.0 {
+                1.0
+            } else {
+                t
+            }
+        })
+        .collect();
+
+    let kernel = Kernel::detect();
+    let padded = n.next_multiple_of(kernel.nr);
+    let strip = (strip_values / padded).max(MC) / MC * MC;
+    let gram = Gram {
+        rows,
+        norms: &norms,
+        n,
+        len,
+    };
+    let mut total = 0f64;
+    for i0 in (0..n).step_by(strip) {
+        let i1 = (i0 + strip).min(n);
+        for term in gram.strip_terms(i0, i1, &kernel) {
+            total += term;
+        }
+    }
+    1.0 - total / denom
+}
+
+/// The rows whose normalised Gram matrix is computed.
+struct Gram<'a> {
+    rows: &'a [f32],
+    norms: &'a [f64],
+    n: usize,
+    len: usize,
+}
+
+/// Arguments of one task: a group of up to [`MC`] strip rows against the packed column block.
+struct Tiles<'a> {
+    /// Packed normalised rows `i0..n` (zero-padded to a multiple of `nr`), columns of the
+    /// current block: panel `q` holds rows `i0 + q*nr ..`, value `(row r, column p)` at
+    /// `q*nr*kc + p*nr + r`.
+    pack: &'a [f64],
+    /// Columns in the current block.
+    kc: usize,
+    /// Row length of the strip buffer (`n - i0` padded to a multiple of `nr`).
+    width: usize,
+    /// First row of the group, relative to the strip.
+    g0: usize,
+    /// First block: store instead of add.
+    first: bool,
+}
+
+/// A compiled micro-kernel: tile size and the group function built for it.
+struct Kernel {
+    mr: usize,
+    nr: usize,
+    /// # Safety
+    /// Only called on CPUs with the target features the function was compiled for
+    /// ([`Kernel::detect`] picks it accordingly).
+    group: unsafe fn(&Tiles, &mut [f64]),
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Kernel {
+                    mr: 8,
+                    nr: 16,
+                    group: group_avx512,
+                };
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Kernel {
+                    mr: 4,
+                    nr: 8,
+                    group: group_avx2,
+                };
+            }
+        }
+        Kernel {
+            mr: 4,
+            nr: 8,
+            group: group_portable,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn group_avx512(t: &Tiles, c: &mut [f64]) {
+    group::<8, 16, true>(t, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_avx2(t: &Tiles, c: &mut [f64]) {
+    group::<4, 8, true>(t, c)
+}
+
+/// Without known FMA hardware: fused on aarch64 (always there), unfused elsewhere (a software
+/// fused multiply-add would be far too slow), as matrixmultiply's kernels.
+fn group_portable(t: &Tiles, c: &mut [f64]) {
+    group::<4, 8, { cfg!(target_arch = "aarch64") }>(t, c)
+}
+
+/// Computes (first block) or adds (later blocks) the upper-triangle tiles of the strip rows
+/// `g0 .. g0 + c.len() / width` (relative to the strip) over the packed column block.
+#[inline(always)]
+fn group<const MR: usize, const NR: usize, const FUSED: bool>(t: &Tiles, c: &mut [f64]) {
+    let kc = t.kc;
+    let panel_len = NR * kc;
+    let n_panels = t.width / NR;
+    let group_rows = c.len() / t.width;
+    for jp in t.g0 / NR..n_panels {
+        let b = &t.pack[jp * panel_len..(jp + 1) * panel_len];
+        for ib in 0..group_rows / MR {
+            let r0 = t.g0 + ib * MR;
+            if (jp + 1) * NR <= r0 {
+                // tile entirely below the diagonal
+                continue;
+            }
+            let a_start = (r0 / NR) * panel_len + r0 % NR;
+            let a = &t.pack[a_start..(r0 / NR + 1) * panel_len];
+            let acc = micro::<MR, NR, FUSED>(kc, a, b);
+            for (i, acc_row) in acc.iter().enumerate() {
+                let at = (ib * MR + i) * t.width + jp * NR;
+                let dst = &mut c[at..at + NR];
+                if t.first {
+                    dst.copy_from_slice(acc_row);
+                } else {
+                    for (d, &s) in dst.iter_mut().zip(acc_row) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `MR × NR` tile of `A B^T` over `kc` columns: `a[p*NR + i]` is row `i`, `b[p*NR + j]` row `j`
+/// of column `p`. Each entry is one multiply-add chain from 0 in column order.
+#[inline(always)]
+fn micro<const MR: usize, const NR: usize, const FUSED: bool>(
+    kc: usize,
+    a: &[f64],
+    b: &[f64],
+) -> [[f64; NR]; MR] {
+    let mut acc = [[0f64; NR]; MR];
+    for (ap, bp) in a.chunks(NR).zip(b.chunks_exact(NR)).take(kc) {
+        let (Some(ap), Some(bp)) = (ap.first_chunk::<MR>(), bp.first_chunk::<NR>()) else {
+            break;
+        };
+        for (acc_row, &x) in acc.iter_mut().zip(ap) {
+            for (s, &y) in acc_row.iter_mut().zip(bp) {
+                *s = if FUSED { x.mul_add(y, *s) } else { x * y + *s };
+            }
+        }
+    }
+    acc
+}
+
+impl Gram<'_> {
+    /// `|G_ii - 1| + 2 sum_{j>i} |G_ij|` for the rows `i0..i1`, in row order.
+    fn strip_terms(&self, i0: usize, i1: usize, k: &Kernel) -> Vec<f64> {
+        let (n, len) = (self.n, self.len);
+        let cols = n - i0;
+        let width = cols.next_multiple_of(k.nr);
+        let strip_rows = (i1 - i0).next_multiple_of(k.mr);
+        let mut c = vec![0f64; strip_rows * width];
+        let mut pack = vec![0f64; width * KC.min(len)];
+        for p0 in (0..len).step_by(KC) {
+            let kc = KC.min(len - p0);
+            let pack = &mut pack[..width * kc];
+            let nr = k.nr;
+            pack.par_chunks_mut(nr * kc)
+                .enumerate()
+                .for_each(|(q, panel)| {
+                    for r in 0..nr {
+                        let row = i0 + q * nr + r;
+                        if row >= n {
+                            for p in 0..kc {
+                                panel[p * nr + r] = 0.0;
+                            }
+                            continue;
+                        }
+                        let t = self.norms[row];
+                        let src = &self.rows[row * len + p0..row * len + p0 + kc];
+                        for (p, &x) in src.iter().enumerate() {
+                            panel[p * nr + r] = f64::from(x) / t;
+                        }
+                    }
+                });
+            let pack = &*pack;
+            c.par_chunks_mut(MC * width)
+                .enumerate()
+                .for_each(|(g, cg)| {
+                    let tiles = Tiles {
+                        pack,
+                        kc,
+                        width,
+                        g0: g * MC,
+                        first: p0 == 0,
+                    };
+                    // SAFETY: `Kernel::detect` only picks a group function whose target
+                    // features the running CPU has.
+                    unsafe { (k.group)(&tiles, cg) }
+                });
+        }
+        c.par_chunks(width)
+            .take(i1 - i0)
+            .enumerate()
+            .map(|(r, row)| {
+                // row r of the strip is global row i0 + r; its diagonal entry is at column r
+                let row = &row[..cols];
+                let off: f64 = row[r + 1..].iter().map(|x| x.abs()).sum();
+                (row[r] - 1.0).abs() + 2.0 * off
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(count: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// The previous implementation: normalised f64 copy, `matrixmultiply::dgemm` strips of 128
+    /// rows against the rows from the strip's first row on.
+    fn dgemm_orthogonality(rows: &[f32], n: usize, len: usize) -> f64 {
+        const TILE: usize = 128;
+        let denom = n as f64 * (n - 1) as f64;
+        let mut a = vec![0f64; rows.len()];
+        for (dst, src) in a.chunks_mut(len).zip(rows.chunks(len)) {
             let t = src
                 .iter()
                 .map(|&x| f64::from(x) * f64::from(x))
@@ -32,63 +305,78 @@ pub fn orthogonality(rows: &[f32], n: usize, len: usize) -> f64 {
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d = f64::from(s) / t;
             }
-        });
-
-    // Upper triangle by strips: rows i0..i0+mi against rows i0..n.
-    let mut c = vec![0f64; TILE.min(n) * n];
-    let mut total = 0f64;
-    for i0 in (0..n).step_by(TILE) {
-        let mi = TILE.min(n - i0);
-        let nj = n - i0;
-        // SAFETY: A_I = rows i0..i0+mi of `a` (mi x len, row stride len) and
-        // B = A_J^T for J = rows i0..n (len x nj: element (p, q) at (i0 + q) * len + p) lie inside
-        // `a`, whose length is n * len; C is the first mi * nj <= TILE.min(n) * n entries of `c`,
-        // row stride nj. beta = 0, so C is only written. `len`, `nj` <= isize::MAX because they
-        // index existing allocations.
-        unsafe {
-            matrixmultiply::dgemm(
-                mi,
-                len,
-                nj,
-                1.0,
-                a.as_ptr().add(i0 * len),
-                len as isize,
-                1,
-                a.as_ptr().add(i0 * len),
-                1,
-                len as isize,
-                0.0,
-                c.as_mut_ptr(),
-                nj as isize,
-                1,
-            );
         }
-        for (r, row) in c[..mi * nj].chunks_exact(nj).enumerate() {
-            // row r is global row i0 + r; its diagonal entry is at column r
-            let off: f64 = row[r + 1..].iter().map(|x| x.abs()).sum();
-            total += (row[r] - 1.0).abs() + 2.0 * off;
+        let mut c = vec![0f64; TILE.min(n) * n];
+        let mut total = 0f64;
+        for i0 in (0..n).step_by(TILE) {
+            let mi = TILE.min(n - i0);
+            let nj = n - i0;
+            // SAFETY: as in the previous implementation: A = rows i0..i0+mi, B = their
+            // transpose from row i0 on, C = the first mi * nj entries of `c`, all in bounds.
+            unsafe {
+                matrixmultiply::dgemm(
+                    mi,
+                    len,
+                    nj,
+                    1.0,
+                    a.as_ptr().add(i0 * len),
+                    len as isize,
+                    1,
+                    a.as_ptr().add(i0 * len),
+                    1,
+                    len as isize,
+                    0.0,
+                    c.as_mut_ptr(),
+                    nj as isize,
+                    1,
+                );
+            }
+            for (r, row) in c[..mi * nj].chunks_exact(nj).enumerate() {
+                let off: f64 = row[r + 1..].iter().map(|x| x.abs()).sum();
+                total += (row[r] - 1.0).abs() + 2.0 * off;
+            }
+        }
+        1.0 - total / denom
+    }
+
+    fn fma_hardware() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        return cfg!(target_arch = "aarch64");
+    }
+
+    #[test]
+    fn bit_identical_to_the_dgemm_implementation() {
+        // several column blocks (len > KC, partial last block), partial tiles, zero rows,
+        // and strips forced down to MC rows
+        for (n, len, seed) in [
+            (600, 7, 1),
+            (37, 600, 2),
+            (130, 2304 + 5, 3),
+            (2, 9, 4),
+            (17, 256, 5),
+            (200, 513, 6),
+        ] {
+            let mut rows = pseudo_random(n * len, seed);
+            rows[..len].fill(0.0);
+            let want = dgemm_orthogonality(&rows, n, len);
+            for strip_values in [STRIP_VALUES, 1] {
+                let got = orthogonality_strips(&rows, n, len, strip_values);
+                if fma_hardware() {
+                    assert_eq!(got.to_bits(), want.to_bits(), "{n}x{len}: {got} vs {want}");
+                } else {
+                    assert!((got - want).abs() < 1e-12, "{n}x{len}: {got} vs {want}");
+                }
+            }
         }
     }
-    1.0 - total / denom
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn tiles_agree_with_a_naive_sum() {
         // 600 rows (3 tiles, last one partial) of 7 pseudo-random values, a few zero rows.
         let (n, len) = (600, 7);
-        let mut state = 12345u64;
-        let mut rows: Vec<f32> = (0..n * len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect();
+        let mut rows = pseudo_random(n * len, 12345);
         for r in [0, 299, 599] {
             rows[r * len..(r + 1) * len].fill(0.0);
         }
