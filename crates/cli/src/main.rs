@@ -2,6 +2,7 @@
 
 mod db_cmd;
 mod output;
+mod stem_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use convlens::compare::shift::Density;
@@ -72,6 +73,9 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// First-layer perturbation analysis: do the stem filters (with their ReLU) remove
+    /// adversarial perturbations?
+    Stem(stem_cmd::StemArgs),
     /// Build and inspect a filter database of a model zoo.
     Db {
         #[command(subcommand)]
@@ -335,6 +339,7 @@ fn main() -> ExitCode {
         } => expand(&files)
             .and_then(|f| output::quality(&f, kernel, format, groups, output.as_deref())),
         Command::Db { command } => run_db(command),
+        Command::Stem(args) => stem_cmd::run(args),
         Command::Basis {
             db,
             sel,

@@ -13,5 +13,6 @@ pub mod extract;
 pub mod measure;
 pub mod quality;
 pub mod read;
+pub mod stem;
 
 pub use convlens_core as core;

@@ -1,0 +1,1 @@
+//! First-layer (stem) perturbation analysis (placeholder, being written).
