@@ -76,6 +76,27 @@ enum Command {
     /// First-layer perturbation analysis: do the stem filters (with their ReLU) remove
     /// adversarial perturbations?
     Stem(stem_cmd::StemArgs),
+    /// One HTML report of a zoo (folder of checkpoints) or database: every figure of the
+    /// papers as SVG/PNG/PDF, the shift and quality tables and the model list.
+    Report {
+        /// Zoo folder (a database is built in OUT/db) or database folder.
+        input: PathBuf,
+        /// Output folder (index.html, figures/).
+        #[arg(short, long, default_value = "report")]
+        output: PathBuf,
+        /// Meta column whose groups are compared.
+        #[arg(long, default_value = "Robust")]
+        compare: String,
+        /// Meta table (default: meta.csv in the zoo folder).
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Robust ↔ normal pairings (default: pairings.csv in the zoo folder).
+        #[arg(long)]
+        pairs: Option<PathBuf>,
+        /// Bootstrap resamples of the shift's confidence interval.
+        #[arg(long, default_value_t = 200)]
+        bootstrap: usize,
+    },
     /// Build and inspect a filter database of a model zoo.
     Db {
         #[command(subcommand)]
@@ -340,6 +361,37 @@ fn main() -> ExitCode {
             .and_then(|f| output::quality(&f, kernel, format, groups, output.as_deref())),
         Command::Db { command } => run_db(command),
         Command::Stem(args) => stem_cmd::run(args),
+        Command::Report {
+            input,
+            output,
+            compare,
+            meta,
+            pairs,
+            bootstrap,
+        } => (|| {
+            let opts = convlens::report::ReportOptions {
+                compare,
+                meta,
+                pairs,
+                bootstrap,
+                ..Default::default()
+            };
+            let r = convlens::report::report(&input, &output, &opts)?;
+            let failed = match &r.build {
+                Some(b) => db_cmd::print_build(b),
+                None => 0,
+            };
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!(
+                "report: {} ({} figures as SVG, PNG and PDF in {})",
+                r.index.display(),
+                r.figures.len(),
+                output.join("figures").display()
+            );
+            Ok(failed)
+        })(),
         Command::Basis {
             db,
             sel,

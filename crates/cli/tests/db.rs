@@ -25,26 +25,55 @@ fn tmp(tag: &str) -> String {
 fn demo_zoo_study_is_deterministic_across_thread_counts() {
     let db = tmp("db");
     let out = convlens(&[
-        "db", "build", "examples/demo-zoo", "--meta", "examples/demo-zoo/meta.csv", "-o", &db,
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--meta",
+        "examples/demo-zoo/meta.csv",
+        "-o",
+        &db,
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4 models (4 added"), "{err}");
-    for f in ["models.parquet", "models.csv", "layers.parquet", "layers.csv", "status.csv"] {
+    for f in [
+        "models.parquet",
+        "models.csv",
+        "layers.parquet",
+        "layers.csv",
+        "status.csv",
+    ] {
         assert!(std::path::Path::new(&db).join(f).exists(), "{f} missing");
     }
     let mut outputs = Vec::new();
     for j in ["1", "2"] {
         let o = tmp(&format!("shift{j}"));
         let r = convlens(&[
-            "-j", j, "shift", &db, "--by", "Robust", "--pairs", "examples/demo-zoo/pairings.csv",
-            "-o", &o,
+            "-j",
+            j,
+            "shift",
+            &db,
+            "--by",
+            "Robust",
+            "--pairs",
+            "examples/demo-zoo/pairings.csv",
+            "-o",
+            &o,
         ]);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let files: Vec<Vec<u8>> = ["shift.json", "shift.csv", "shift.parquet", "shift_pairs.csv"]
-            .iter()
-            .map(|f| std::fs::read(std::path::Path::new(&o).join(f)).unwrap())
-            .collect();
+        let files: Vec<Vec<u8>> = [
+            "shift.json",
+            "shift.csv",
+            "shift.parquet",
+            "shift_pairs.csv",
+        ]
+        .iter()
+        .map(|f| std::fs::read(std::path::Path::new(&o).join(f)).unwrap())
+        .collect();
         outputs.push(files);
     }
     assert_eq!(outputs[0], outputs[1]);
@@ -60,7 +89,11 @@ fn demo_zoo_study_is_deterministic_across_thread_counts() {
         vec!["aggregate", db.as_str(), "--by", "Robust"],
     ] {
         let r = convlens(&cmd);
-        assert!(r.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&r.stderr));
+        assert!(
+            r.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
         assert!(v.is_object());
     }

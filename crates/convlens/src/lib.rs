@@ -13,6 +13,7 @@ pub mod extract;
 pub mod measure;
 pub mod quality;
 pub mod read;
+pub mod report;
 pub mod stem;
 
 pub use convlens_core as core;

@@ -22,7 +22,9 @@ fn temp_dir(tag: &str) -> PathBuf {
 fn tiny_model(path: &Path) {
     let mut rng = 12345u64;
     let mut next = || {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
     let layer = |o: usize, i: usize, f: &mut dyn FnMut() -> f32| -> Vec<u8> {
@@ -41,7 +43,8 @@ fn tiny_model(path: &Path) {
         .map(|(n, s, d)| {
             (
                 n.to_string(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
             )
         })
         .collect();
@@ -62,7 +65,11 @@ fn make_zoo() -> PathBuf {
         std::fs::copy(src.join(f), zoo.join(f)).unwrap();
     }
     std::fs::create_dir_all(zoo.join("sub")).unwrap();
-    std::fs::write(zoo.join("sub/vgg11_w16_robust_s0.safetensors"), b"garbage, not a model").unwrap();
+    std::fs::write(
+        zoo.join("sub/vgg11_w16_robust_s0.safetensors"),
+        b"garbage, not a model",
+    )
+    .unwrap();
     std::fs::copy(
         src.join("resnet20_normal_s0.safetensors"),
         zoo.join("stray_model.safetensors"),
@@ -102,7 +109,10 @@ fn broken_zoo_is_reported_and_the_study_completes() {
     let get = |m: &str, o: Outcome| by.get(&(m.to_string(), o)).cloned();
     // corrupt file: failed, with the file and the reason
     let failed = get("vgg11_w16_robust_s0", Outcome::Failed).expect("corrupt file not reported");
-    assert!(failed.contains("vgg11_w16_robust_s0.safetensors"), "{failed}");
+    assert!(
+        failed.contains("vgg11_w16_robust_s0.safetensors"),
+        "{failed}"
+    );
     assert!(failed.contains("safetensors"), "{failed}");
     // duplicate model name: the safetensors file is used, the .pt reported
     let dup = r
@@ -116,7 +126,9 @@ fn broken_zoo_is_reported_and_the_study_completes() {
     // meta row without file
     assert!(get("wrn16_2_normal_s0", Outcome::MissingFile).is_some());
     // file without meta row: stored, reported
-    assert!(get("stray_model", Outcome::NoMetaRow).unwrap().contains("no row"));
+    assert!(get("stray_model", Outcome::NoMetaRow)
+        .unwrap()
+        .contains("no row"));
     // counts reconcile: every model file found appears exactly once in the status
     let files = convlens::read::find_models(&zoo).unwrap();
     for f in &files {
@@ -143,8 +155,14 @@ fn broken_zoo_is_reported_and_the_study_completes() {
         ..Default::default()
     };
     let s = shift(&db, &Scope::default(), &opts).unwrap();
-    assert!(s.excluded.iter().any(|(m, why)| m == "stray_model" && why.contains("Robust")));
-    assert_eq!(s.comparisons[0].models[0].len() + s.comparisons[0].models[1].len(), 5);
+    assert!(s
+        .excluded
+        .iter()
+        .any(|(m, why)| m == "stray_model" && why.contains("Robust")));
+    assert_eq!(
+        s.comparisons[0].models[0].len() + s.comparisons[0].models[1].len(),
+        5
+    );
     // filter counts reconcile: overall cell = all non-sparse filters of the grouped models
     let nonsparse: u64 = db
         .models
@@ -207,7 +225,10 @@ fn broken_zoo_is_reported_and_the_study_completes() {
 fn rebuild_only_processes_new_or_changed_files() {
     let zoo = temp_dir("inc-zoo");
     let src = fixture("zoo/cifar10-mini");
-    for f in ["resnet20_normal_s0.safetensors", "resnet20_robust_s0.safetensors"] {
+    for f in [
+        "resnet20_normal_s0.safetensors",
+        "resnet20_robust_s0.safetensors",
+    ] {
         std::fs::copy(src.join(f), zoo.join(f)).unwrap();
     }
     std::fs::copy(src.join("meta.csv"), zoo.join("meta.csv")).unwrap();

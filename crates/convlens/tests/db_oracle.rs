@@ -33,7 +33,11 @@ fn build_db(zoo: &Path, format: &str, tag: &str) -> Db {
 }
 
 fn vec_f64(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn close_vec(what: &str, a: &[f64], e: &Value) {
@@ -59,12 +63,28 @@ fn check_shift(r: &ShiftReport, e: &Value) -> usize {
     for (j, c) in r.basis.components.iter().enumerate() {
         close_vec(&format!("component {j}"), c, &full["components"][j]);
     }
-    close_vec("variance", &r.basis.explained_variance, &full["explained_variance"]);
-    close_vec("ratio", &r.basis.explained_variance_ratio, &full["explained_variance_ratio"]);
-    close_vec("singular values", &r.basis.singular_values, &full["singular_values"]);
+    close_vec(
+        "variance",
+        &r.basis.explained_variance,
+        &full["explained_variance"],
+    );
+    close_vec(
+        "ratio",
+        &r.basis.explained_variance_ratio,
+        &full["explained_variance_ratio"],
+    );
+    close_vec(
+        "singular values",
+        &r.basis.singular_values,
+        &full["singular_values"],
+    );
     close_vec("coef_range", &r.coef_range, &e["coef_range"]);
     let div = &e["divergence"];
-    close_vec("weights", &r.basis.explained_variance_ratio, &div["weights"]);
+    close_vec(
+        "weights",
+        &r.basis.explained_variance_ratio,
+        &div["weights"],
+    );
     let c = &r.comparisons[0];
     let mut expected_cells = vec![&div["overall"]];
     expected_cells.extend(div["by_depth"].as_array().unwrap());
@@ -72,11 +92,20 @@ fn check_shift(r: &ShiftReport, e: &Value) -> usize {
     for (cell, ec) in c.cells.iter().zip(expected_cells) {
         assert_eq!(cell.bin, ec["bin"].as_str().unwrap());
         for (g, n) in c.groups.iter().zip(cell.n) {
-            assert_eq!(n, ec["n"][label(g)].as_u64().unwrap(), "{}: n of {g}", cell.bin);
+            assert_eq!(
+                n,
+                ec["n"][label(g)].as_u64().unwrap(),
+                "{}: n of {g}",
+                cell.bin
+            );
         }
         match ec["kl"].as_f64() {
             Some(kl) if ec["status"] == "ok" => {
-                assert_close(&format!("{} kl", cell.bin), cell.kl.unwrap(), &Value::from(kl));
+                assert_close(
+                    &format!("{} kl", cell.bin),
+                    cell.kl.unwrap(),
+                    &Value::from(kl),
+                );
                 close_vec(
                     &format!("{} kl per component", cell.bin),
                     cell.kl_per_component.as_ref().unwrap(),
@@ -106,10 +135,18 @@ fn check_groups_and_aggregates(db: &Db, scope: &Scope, e: &Value) {
     for g in &b.groups {
         let eg = &e["pca"][label(&g.name)];
         let gb = g.basis.as_ref().unwrap();
-        close_vec(&format!("{} ratio", g.name), &gb.explained_variance_ratio, &eg["explained_variance_ratio"]);
+        close_vec(
+            &format!("{} ratio", g.name),
+            &gb.explained_variance_ratio,
+            &eg["explained_variance_ratio"],
+        );
         close_vec(&format!("{} mean", g.name), &gb.mean, &eg["mean"]);
         for (j, c) in gb.components.iter().enumerate() {
-            close_vec(&format!("{} component {j}", g.name), c, &eg["components"][j]);
+            close_vec(
+                &format!("{} component {j}", g.name),
+                c,
+                &eg["components"][j],
+            );
         }
     }
     let agg = aggregate(db, scope, Some("Robust")).unwrap();
@@ -124,7 +161,11 @@ fn check_groups_and_aggregates(db: &Db, scope: &Scope, e: &Value) {
             let eb = &bins[&r.depth_group];
             let w = format!("{name} {}", r.depth_group);
             assert_close(&format!("{w} sparsity"), r.agg.sparsity, &eb["sparsity"]);
-            assert_close(&format!("{w} entropy"), r.agg.variance_entropy.unwrap_or(f64::NAN), &eb["entropy"]);
+            assert_close(
+                &format!("{w} entropy"),
+                r.agg.variance_entropy.unwrap_or(f64::NAN),
+                &eb["entropy"],
+            );
             assert_close(&format!("{w} ortho"), r.agg.orthogonality, &eb["ortho"]);
             n += 1;
         }
@@ -187,7 +228,13 @@ fn whole_onnx_zoo_matches_the_oracle() {
         pairs: Some(zoo.join("pairings.csv")),
         ..Default::default()
     };
-    run_study(&zoo, "onnx", "zoo_onnx_robust_vs_normal.json", scope, "zoo-onnx");
+    run_study(
+        &zoo,
+        "onnx",
+        "zoo_onnx_robust_vs_normal.json",
+        scope,
+        "zoo-onnx",
+    );
 }
 
 #[test]

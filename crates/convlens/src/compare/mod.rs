@@ -2,6 +2,7 @@
 //! symmetric-KL distribution shift between groups.
 
 pub mod basis;
+pub mod density2d;
 pub mod divergence;
 pub mod shift;
 pub mod stream;

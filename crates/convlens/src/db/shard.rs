@@ -96,6 +96,38 @@ impl ShardReader {
     }
 }
 
+/// Reads filters `start..start + count` of a shard holding `n` filters of `kh × kw`.
+pub fn read_filters(
+    path: &Path,
+    n: u64,
+    kh: usize,
+    kw: usize,
+    start: u64,
+    count: usize,
+) -> std::io::Result<Vec<f32>> {
+    use std::io::{Seek, SeekFrom};
+    if start.checked_add(count as u64).is_none_or(|end| end > n) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{}: filters {start}..+{count} outside its {n} filters",
+                path.display()
+            ),
+        ));
+    }
+    let mut r = ShardReader::open(path, n, kh, kw)?;
+    let header = npy_header(&[n as usize, kh, kw]).len() as u64;
+    let k = (kh * kw) as u64;
+    r.reader.seek(SeekFrom::Start(header + start * k * 4))?;
+    r.remaining = count as u64;
+    let mut out = Vec::with_capacity(count * kh * kw);
+    let mut buf = Vec::new();
+    while r.next_chunk(1 << 16, &mut buf)? > 0 {
+        out.extend_from_slice(&buf);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +161,8 @@ mod tests {
         assert_eq!(r.next_chunk(3, &mut out).unwrap(), 2);
         assert_eq!(out, data[27..]);
         assert_eq!(r.next_chunk(3, &mut out).unwrap(), 0);
+        assert_eq!(read_filters(&p, 5, 3, 3, 1, 2).unwrap(), data[9..27]);
+        assert!(read_filters(&p, 5, 3, 3, 4, 2).is_err());
         assert!(ShardReader::open(&p, 6, 3, 3).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
