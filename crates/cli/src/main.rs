@@ -212,6 +212,19 @@ enum DbCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Import the authors' published filter DB layout, converted to `.npy` + CSV (see
+    /// docs/filter-db-import.md for the three-line Python conversion of `dataset.h5`).
+    ImportNpy {
+        /// Filters, `N×3×3` or `N×9` float32 `.npy`.
+        filters: PathBuf,
+        /// One row per (model, conv depth): `model` or `model_id`, `conv_depth`,
+        /// `conv_depth_norm`, `first_filter_id`, `last_filter_id`, and meta columns.
+        #[arg(long)]
+        info: PathBuf,
+        /// Database folder to create.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Show what the database holds and every model that is not in it, with the reason.
     Status {
         /// Database folder.
@@ -311,6 +324,15 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
             })?;
             bar.finish_and_clear();
             Ok(db_cmd::print_build(&report))
+        }
+        DbCommand::ImportNpy {
+            filters,
+            info,
+            output,
+        } => {
+            let n = convlens::db::import::import_npy(&filters, &info, &output)?;
+            eprintln!("imported {n} models into {}", output.display());
+            Ok(0)
         }
         DbCommand::Status { db } => {
             let d = convlens::db::Db::open(&db)?;

@@ -12,6 +12,7 @@
 //! | `status.csv` | every model and file with its outcome (added, unchanged, failed + reason, duplicate, missing file, no meta row, removed) |
 
 pub mod build;
+pub mod import;
 pub mod record;
 pub mod select;
 pub mod shard;
