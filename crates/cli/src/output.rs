@@ -209,6 +209,11 @@ fn quality_table(r: &ModelReport) -> String {
         ],
         &rows,
     ));
+    if r.layers.is_empty() && r.n_conv_layers > 0 {
+        out.push_str(
+            "  (no conv layer of the selected kernel size; `--kernel all` analyses every size)\n",
+        );
+    }
     out.push_str("  by depth group:\n");
     let rows: Vec<Vec<String>> = r
         .depth_groups
