@@ -102,6 +102,40 @@ pub struct ConvNode {
     pub notes: Vec<String>,
 }
 
+/// One node of a graph: operator, name, wiring and its float attributes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GraphNode {
+    /// Node name (may be empty).
+    pub name: String,
+    /// Operator type (`Conv`, `Relu`, `BatchNormalization`, ...).
+    pub op_type: String,
+    /// Input tensor names (empty names are omitted optional inputs).
+    pub inputs: Vec<String>,
+    /// Output tensor names.
+    pub outputs: Vec<String>,
+    /// Attributes holding a single float (e.g. `epsilon`).
+    pub float_attrs: Vec<(String, f32)>,
+}
+
+impl GraphNode {
+    /// The float attribute called `name`, if any.
+    pub fn float_attr(&self, name: &str) -> Option<f32> {
+        self.float_attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// `op_type ("name")`, or `op_type (node i)` for an unnamed node: for messages.
+    pub fn label(&self, index: usize) -> String {
+        if self.name.is_empty() {
+            format!("{} (node {index})", self.op_type)
+        } else {
+            format!("{} ({:?})", self.op_type, self.name)
+        }
+    }
+}
+
 /// The part of a model graph convlens needs.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
@@ -113,6 +147,8 @@ pub struct Graph {
     pub inputs: Vec<String>,
     /// Operator of the first node consuming a graph input, when there is one.
     pub first_ops: Vec<String>,
+    /// Every node of the graph, in node order (indices match `ConvNode::node_index`).
+    pub nodes: Vec<GraphNode>,
 }
 
 /// A parsed model file: named tensors in order of appearance and, when the file has one, its

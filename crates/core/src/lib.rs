@@ -10,7 +10,7 @@ mod checkpoint;
 mod tensor;
 
 pub use blob::Blob;
-pub use checkpoint::{Checkpoint, ConvNode, ConvOp, Format, Graph, NamedTensor};
+pub use checkpoint::{Checkpoint, ConvNode, ConvOp, Format, Graph, GraphNode, NamedTensor};
 pub use tensor::{ByteOrder, DType, KernelLayout, RawTensor, TensorError};
 
 /// Caps applied by every reader before allocating anything sized by a file header.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use convlens_core::{Blob, ConvNode, ConvOp, DType, Graph, KernelLayout, RawTensor};
+use convlens_core::{Blob, ConvNode, ConvOp, DType, Graph, GraphNode, KernelLayout, RawTensor};
 
 use crate::depth::graph_depths;
 use crate::proto::{GraphProto, NodeProto};
@@ -91,11 +91,27 @@ pub(crate) fn build(g: &GraphProto, store: &TensorStore, notes: &mut Vec<String>
         c.graph_depth = depths.depth.get(i).copied().flatten();
         convs.push(c);
     }
+    let all = nodes
+        .iter()
+        .map(|n| GraphNode {
+            name: n.name.clone(),
+            op_type: n.op_type.clone(),
+            inputs: n.input.clone(),
+            outputs: n.output.clone(),
+            float_attrs: n
+                .attribute
+                .iter()
+                .filter(|a| a.r#type == crate::proto::attribute_type::FLOAT)
+                .map(|a| (a.name.clone(), a.f))
+                .collect(),
+        })
+        .collect();
     Graph {
         convs,
         n_nodes: nodes.len(),
         inputs,
         first_ops,
+        nodes: all,
     }
 }
 
