@@ -96,6 +96,9 @@ enum Command {
         /// Bootstrap resamples of the shift's confidence interval.
         #[arg(long, default_value_t = 200)]
         bootstrap: usize,
+        /// Clean + perturbed images for the stem section (default: adv_examples.npz in the zoo).
+        #[arg(long)]
+        images: Option<PathBuf>,
     },
     /// Build and inspect a filter database of a model zoo.
     Db {
@@ -390,12 +393,14 @@ fn main() -> ExitCode {
             meta,
             pairs,
             bootstrap,
+            images,
         } => (|| {
             let opts = convlens::report::ReportOptions {
                 compare,
                 meta,
                 pairs,
                 bootstrap,
+                images,
                 ..Default::default()
             };
             let r = convlens::report::report(&input, &output, &opts)?;

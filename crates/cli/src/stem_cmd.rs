@@ -6,7 +6,6 @@ use convlens::stem::{
     analyse, choose_normalization, image_array, zoo_summary, AnalysisOptions, BnChoice, ImageSet,
     LoadOptions, PgdOptions, StemModel, StemReport,
 };
-use convlens_show::{stem_activations, Plane, StemColumn};
 use convlens_table::{Column, Table};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -415,36 +414,8 @@ fn describe(r: &StemReport) {
     }
 }
 
-/// The stem figure of one report (rows filter, clean, perturbed, difference), e.g. for the HTML
-/// report.
-pub fn figure(r: &StemReport) -> Result<convlens_show::Figure, convlens_show::ShowError> {
-    let columns: Vec<StemColumn> = r
-        .figure
-        .columns
-        .iter()
-        .map(|c| StemColumn {
-            label: c.label.clone(),
-            filter: c.filter.clone(),
-            in_ch: c.in_ch,
-            kh: c.kh,
-            kw: c.kw,
-            clean: Plane {
-                data: c.clean.clone(),
-                h: c.h,
-                w: c.w,
-            },
-            perturbed: Plane {
-                data: c.perturbed.clone(),
-                h: c.h,
-                w: c.w,
-            },
-        })
-        .collect();
-    stem_activations(&r.figure.title, &columns)
-}
-
 fn write_figure(r: &StemReport, stem: &Path) -> anyhow::Result<()> {
-    figure(r)?.save_all(stem)?;
+    convlens::stem::figure(r)?.save_all(stem)?;
     Ok(())
 }
 

@@ -2415,6 +2415,34 @@ pub fn zoo_summary(reports: &[StemReport]) -> ZooSummary {
     }
 }
 
+/// The stem figure of one report (rows filter, clean, perturbed, difference), e.g. for the HTML
+/// report.
+pub fn figure(r: &StemReport) -> Result<convlens_show::Figure, convlens_show::ShowError> {
+    let columns: Vec<convlens_show::StemColumn> = r
+        .figure
+        .columns
+        .iter()
+        .map(|c| convlens_show::StemColumn {
+            label: c.label.clone(),
+            filter: c.filter.clone(),
+            in_ch: c.in_ch,
+            kh: c.kh,
+            kw: c.kw,
+            clean: convlens_show::Plane {
+                data: c.clean.clone(),
+                h: c.h,
+                w: c.w,
+            },
+            perturbed: convlens_show::Plane {
+                data: c.perturbed.clone(),
+                h: c.h,
+                w: c.w,
+            },
+        })
+        .collect();
+    convlens_show::stem_activations(&r.figure.title, &columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,8 @@ fn demo_zoo_report_has_every_figure_with_the_analysis_data() {
         "divergence_by_depth",
         "metric_boxes",
         "density_c0_c1",
+        "stem_resnet20_normal_s0",
+        "stem_resnet20_robust_s0",
     ] {
         assert!(ids.contains(&want), "missing figure {want}: {ids:?}");
     }
@@ -70,6 +72,9 @@ fn demo_zoo_report_has_every_figure_with_the_analysis_data() {
     let html = std::fs::read_to_string(&r.index).unwrap();
     assert_eq!(html.matches("<img ").count(), ids.len());
     assert!(html.contains("resnet20_robust_s0") && html.contains("82.57"));
+    // the stem section compares robust and normal stems of all four models
+    assert!(html.contains("do robust stems remove perturbations"));
+    assert!(html.contains("robust (mean)") && html.contains("normal (mean)"));
 
     // the bar heights are the shift's KL values
     let db = Db::open(&out.join("db")).unwrap();

@@ -1,16 +1,18 @@
 //! `db build`: turns a folder of checkpoints plus a meta table into a filter database.
 
 use super::record::{KernelShard, LayerRecord, ModelRecord};
-use super::shard::write_npy_f32;
+use super::shard::npy_header;
 use super::{DbError, FILTERS_DIR, MODELS_DIR};
 use crate::compare::basis::Moments;
 use crate::extract::{extract, KernelSelect};
-use crate::measure::{scale_filter, sparse_mask};
+use crate::measure::scale_filter;
 use crate::quality::analyse_checkpoint;
 use crate::read::{find_models, model_name, read};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Options of `db build`.
@@ -211,43 +213,239 @@ impl MetaTable {
     }
 }
 
-/// Extracts, measures and stores one model; returns its record.
-fn process_model(
-    name: &str,
-    path: &Path,
-    rel: &str,
-    db_dir: &Path,
-    kernel: KernelSelect,
-    meta: Vec<(String, String)>,
-) -> Result<ModelRecord, String> {
-    let fmeta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ckpt = read(path).map_err(|e| e.to_string())?;
-    let report = analyse_checkpoint(path, &ckpt, kernel).map_err(|e| e.to_string())?;
-    let ex = extract(&ckpt);
-    // the analysed layers, in the same order as report.layers
-    let layers: Vec<_> = ex.selected(kernel).collect();
-    let mut kernels: BTreeMap<[usize; 2], (Vec<f32>, u64, Moments)> = BTreeMap::new();
-    let mut records = Vec::with_capacity(layers.len());
-    for (l, m) in layers.iter().zip(&report.layers) {
-        let kk = [l.kh, l.kw];
-        let k = l.kh * l.kw;
-        let entry = kernels
-            .entry(kk)
-            .or_insert_with(|| (Vec::new(), 0, Moments::new(k)));
-        let filters = l.filters();
-        let (_, mask) = sparse_mask(&filters, k);
-        let start = (entry.0.len() / k) as u64;
-        let mut scaled = vec![0.0f64; k];
-        for (f, &sparse) in filters.chunks_exact(k).zip(&mask) {
-            if sparse {
-                entry.1 += 1;
-            } else if !l.transposed {
-                // transposed convolutions are stored but not part of the basis (no depth rank)
-                scale_filter(f, &mut scaled);
-                entry.2.add(&scaled);
+/// Running sums of the l∞-scaled non-sparse filters of one kernel size: the generic
+/// [`Moments`], or for 3×3 filters a fixed-size accumulator that fills only the upper triangle
+/// of Σxxᵀ. Both add every product in the same order as [`Moments::add`], so the sums are
+/// bit-identical.
+enum Acc {
+    Generic(Moments, Vec<f64>),
+    K9(Box<Acc9>),
+}
+
+/// Σ and the upper triangle of Σxxᵀ of 3×3 filters.
+struct Acc9 {
+    n: u64,
+    sum: [f64; 9],
+    outer: [f64; 81],
+}
+
+impl Acc {
+    fn new(k: usize) -> Acc {
+        if k == 9 {
+            Acc::K9(Box::new(Acc9 {
+                n: 0,
+                sum: [0.0; 9],
+                outer: [0.0; 81],
+            }))
+        } else {
+            Acc::Generic(Moments::new(k), vec![0.0; k])
+        }
+    }
+
+    /// Adds filter `f` (taps in f32) divided by its largest |tap| (`linf`; 1 when it is 0,
+    /// NaN when a tap is NaN), as [`scale_filter`] does.
+    #[inline]
+    fn add(&mut self, f: &[f32]) {
+        match self {
+            Acc::Generic(m, x) => {
+                scale_filter(f, x);
+                m.add(x);
+            }
+            Acc::K9(a) => {
+                let Acc9 { n, sum, outer } = &mut **a;
+                let Ok(f) = <&[f32; 9]>::try_from(f) else {
+                    return;
+                };
+                let mut den = 0f32;
+                let mut nan = false;
+                for &v in f {
+                    let a = v.abs();
+                    nan |= a.is_nan();
+                    den = den.max(a);
+                }
+                let den = if nan {
+                    f64::NAN
+                } else if den == 0.0 {
+                    1.0
+                } else {
+                    f64::from(den)
+                };
+                let mut x = [0.0f64; 9];
+                for i in 0..9 {
+                    x[i] = f64::from(f[i]) / den;
+                }
+                *n += 1;
+                for i in 0..9 {
+                    sum[i] += x[i];
+                    let xi = x[i];
+                    for j in i..9 {
+                        outer[i * 9 + j] += xi * x[j];
+                    }
+                }
             }
         }
-        entry.0.extend_from_slice(&filters);
+    }
+
+    fn into_moments(self) -> Moments {
+        match self {
+            Acc::Generic(m, _) => m,
+            Acc::K9(a) => {
+                let Acc9 { n, sum, mut outer } = *a;
+                // xᵢxⱼ == xⱼxᵢ exactly, summed in the same order: mirror the triangle
+                for i in 0..9 {
+                    for j in 0..i {
+                        outer[i * 9 + j] = outer[j * 9 + i];
+                    }
+                }
+                Moments {
+                    dim: 9,
+                    n,
+                    sum: sum.to_vec(),
+                    outer: outer.to_vec(),
+                }
+            }
+        }
+    }
+}
+
+/// One shard being written: a temporary file that becomes the shard on success.
+struct ShardOut {
+    tmp: PathBuf,
+    file: PathBuf,
+    w: BufWriter<File>,
+    /// Filters announced in the header.
+    n: u64,
+    /// Filters written so far.
+    written: u64,
+    n_sparse: u64,
+    acc: Acc,
+}
+
+/// Largest |tap| of a filter (numpy's `np.abs(f).max()` for finite taps).
+#[inline]
+fn linf(f: &[f32]) -> f32 {
+    f.iter().fold(0f32, |a, &x| a.max(x.abs()))
+}
+
+/// Writes `w` (f32) as little-endian bytes.
+fn write_f32s(w: &mut impl Write, data: &[f32]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    for chunk in data.chunks(1 << 14) {
+        buf.clear();
+        for x in chunk {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// SHA-256 of a file, read in large blocks.
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Streams the selected layers of `ex` into one shard per kernel size (written straight from
+/// the file's bytes when they are float32 in C order) and adds their non-sparse filters to the
+/// moments; returns the layer records and the finished shards.
+fn write_shards(
+    name: &str,
+    db_dir: &Path,
+    layers: &[&crate::extract::ConvLayer],
+    report: &crate::quality::ModelReport,
+    open: &mut BTreeMap<[usize; 2], ShardOut>,
+) -> Result<Vec<LayerRecord>, String> {
+    let mut totals: BTreeMap<[usize; 2], u64> = BTreeMap::new();
+    for l in layers {
+        *totals.entry([l.kh, l.kw]).or_default() += l.n_filters as u64;
+    }
+    for (&kk, &n) in &totals {
+        let dir = db_dir
+            .join(FILTERS_DIR)
+            .join(format!("{}x{}", kk[0], kk[1]));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join(format!("{name}.npy"));
+        let tmp = file.with_extension("npy.tmp");
+        let f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        w.write_all(&npy_header(&[n as usize, kk[0], kk[1]]))
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        open.insert(
+            kk,
+            ShardOut {
+                tmp,
+                file,
+                w,
+                n,
+                written: 0,
+                n_sparse: 0,
+                acc: Acc::new(kk[0] * kk[1]),
+            },
+        );
+    }
+    let mut records = Vec::with_capacity(layers.len());
+    for (li, (l, m)) in layers.iter().zip(&report.layers).enumerate() {
+        if let Some(next) = layers.get(li + 1) {
+            next.weight.prefetch_storage();
+        }
+        let kk = [l.kh, l.kw];
+        let k = l.kh * l.kw;
+        let Some(out) = open.get_mut(&kk) else {
+            return Err(format!("{}: no shard for {}x{}", l.name, kk[0], kk[1]));
+        };
+        let owned;
+        let filters: &[f32] = match l.weight.as_f32_slice() {
+            Some(w) => w,
+            None => {
+                owned = l.filters();
+                &owned
+            }
+        };
+        let limit = m.layer_norm / 100.0;
+        let start = out.written;
+        let n_layer = (filters.len() / k) as u64;
+        if out.written + n_layer > out.n {
+            return Err(format!("{}: more filters than announced", l.name));
+        }
+        for f in filters.chunks_exact(k) {
+            let sparse = f64::from(linf(f)) <= limit;
+            if sparse {
+                out.n_sparse += 1;
+            } else if !l.transposed {
+                // transposed convolutions are stored but not part of the basis (no depth rank)
+                out.acc.add(f);
+            }
+        }
+        let whole = &filters[..n_layer as usize * k];
+        let written = if cfg!(target_endian = "little") && l.weight.as_f32_slice().is_some() {
+            // the file's bytes already are little-endian float32 in this order
+            let span = l.weight.byte_span();
+            let bytes = l
+                .weight
+                .storage()
+                .as_slice()
+                .get(span.start..span.start + whole.len() * 4);
+            match bytes {
+                Some(b) => out.w.write_all(b),
+                None => write_f32s(&mut out.w, whole),
+            }
+        } else {
+            write_f32s(&mut out.w, whole)
+        };
+        written.map_err(|e| format!("{}: {e}", out.tmp.display()))?;
+        out.written += n_layer;
+        // the file pages of this weight are not needed again
+        l.weight.release_storage();
         records.push(LayerRecord {
             name: l.name.clone(),
             weight_name: l.weight_name.clone(),
@@ -274,34 +472,73 @@ fn process_model(
             l2_norm: m.l2_norm,
         });
     }
+    Ok(records)
+}
+
+/// Extracts, measures and stores one model; returns its record.
+fn process_model(
+    name: &str,
+    path: &Path,
+    rel: &str,
+    db_dir: &Path,
+    kernel: KernelSelect,
+    meta: Vec<(String, String)>,
+) -> Result<ModelRecord, String> {
+    let fmeta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ckpt = read(path).map_err(|e| e.to_string())?;
+    let ex = extract(&ckpt);
+    // the analysed layers, in the same order as report.layers
+    let layers: Vec<_> = ex.selected(kernel).collect();
+    // start reading the whole model from disk while the first layers are measured
+    for l in &layers {
+        l.weight.prefetch_storage();
+    }
+    let report = analyse_checkpoint(path, &ckpt, kernel).map_err(|e| e.to_string())?;
+    let mut open = BTreeMap::new();
+    let records = match write_shards(name, db_dir, &layers, &report, &mut open) {
+        Ok(r) => r,
+        Err(e) => {
+            for s in open.values() {
+                let _ = std::fs::remove_file(&s.tmp);
+            }
+            return Err(e);
+        }
+    };
     let mut shards = Vec::new();
-    for (kk, (data, n_sparse, moments)) in kernels {
-        let k = kk[0] * kk[1];
-        let n = data.len() / k;
-        let dir = db_dir
-            .join(FILTERS_DIR)
-            .join(format!("{}x{}", kk[0], kk[1]));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let file = dir.join(format!("{name}.npy"));
-        write_npy_f32(&file, &[n, kk[0], kk[1]], &data)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+    for (kk, s) in open {
+        let ShardOut {
+            tmp,
+            file,
+            mut w,
+            n,
+            written,
+            n_sparse,
+            acc,
+        } = s;
+        let done = if written == n {
+            w.flush()
+                .and_then(|_| std::fs::rename(&tmp, &file))
+                .map_err(|e| format!("{}: {e}", file.display()))
+        } else {
+            Err(format!(
+                "{}: wrote {written} of {n} filters",
+                file.display()
+            ))
+        };
+        drop(w);
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         shards.push(KernelShard {
             kernel: kk,
             shard: format!("{FILTERS_DIR}/{}x{}/{name}.npy", kk[0], kk[1]),
-            n_filters: n as u64,
+            n_filters: n,
             n_sparse,
-            moments,
+            moments: acc.into_moments(),
         });
     }
-    let sha256 = {
-        let mut h = Sha256::new();
-        // the reader mapped the file already; hash it through a fresh map
-        let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        // SAFETY: read-only map of a file we only read
-        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| e.to_string())?;
-        h.update(&map[..]);
-        format!("{:x}", h.finalize())
-    };
+    let sha256 = file_sha256(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(ModelRecord {
         name: name.to_string(),
         file: rel.to_string(),
@@ -533,5 +770,40 @@ fn remove_model(db_dir: &Path, rec: Option<&ModelRecord>) {
             let _ = std::fs::remove_file(db_dir.join(&k.shard));
         }
         let _ = std::fs::remove_file(db_dir.join(MODELS_DIR).join(format!("{}.json", rec.name)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_size_moments_are_bit_identical_to_moments_add() {
+        let mut s = 0x1234_5678u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+        };
+        let mut filters: Vec<f32> = (0..9 * 3000).map(|_| next()).collect();
+        filters.extend([0.0; 9]);
+        let mut acc = Acc::new(9);
+        let mut m = Moments::new(9);
+        let mut x = [0.0; 9];
+        for f in filters.chunks_exact(9) {
+            acc.add(f);
+            scale_filter(f, &mut x);
+            m.add(&x);
+        }
+        let got = acc.into_moments();
+        assert_eq!(got.n, 3001);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.sum), bits(&m.sum));
+        assert_eq!(bits(&got.outer), bits(&m.outer));
+        // other kernel sizes take the generic path
+        let mut acc5 = Acc::new(25);
+        acc5.add(&filters[..25]);
+        assert_eq!(acc5.into_moments().n, 1);
     }
 }

@@ -96,7 +96,10 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
     // group rows by model, in file order
     let mut by_model: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (r, m) in model_col.iter().enumerate() {
-        by_model.entry(m.clone().unwrap_or_default()).or_default().push(r);
+        by_model
+            .entry(m.clone().unwrap_or_default())
+            .or_default()
+            .push(r);
     }
     let parse = |v: &Option<String>, what: &str, r: usize| -> Result<f64, DbError> {
         v.as_deref()

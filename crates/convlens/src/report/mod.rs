@@ -34,6 +34,9 @@ pub struct ReportOptions {
     pub models_drawn_per_group: usize,
     /// Bootstrap resamples of the shift.
     pub bootstrap: usize,
+    /// Clean and perturbed images for the stem section (default: `adv_examples.npz` in the
+    /// zoo folder); the section needs the model files, i.e. a zoo folder as input.
+    pub images: Option<PathBuf>,
 }
 
 impl Default for ReportOptions {
@@ -45,6 +48,7 @@ impl Default for ReportOptions {
             kernel: [3, 3],
             models_drawn_per_group: 1,
             bootstrap: 200,
+            images: None,
         }
     }
 }
@@ -204,6 +208,8 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         }
     };
     let agg = aggregate(&db, &scope, by)?;
+    let zoo_dir = build_report.is_some().then_some(input);
+    let stem = stem_section(&db, zoo_dir, opts, by, &mut warnings);
     let figdir = out.join("figures");
     std::fs::create_dir_all(&figdir).map_err(|e| ReportError::Io(figdir.clone(), e))?;
     let mut col = Collected {
@@ -231,6 +237,7 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         shift_r.as_ref(),
         &agg,
         build_report.as_ref(),
+        stem.as_ref(),
         &col,
         &warnings,
     );
@@ -513,6 +520,7 @@ fn render_html(
     shift_r: Option<&ShiftReport>,
     agg: &AggregateReport,
     build_r: Option<&BuildReport>,
+    stem: Option<&StemSection>,
     col: &Collected,
     warnings: &[String],
 ) -> String {
@@ -715,6 +723,9 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
         }
         h.push_str("</table>");
     }
+    if let Some(st) = stem {
+        stem_html(&mut h, st);
+    }
     let _ = write!(
         h,
         "<h2>Basis</h2><p>Explained-variance ratio of the basis of all models: {}.</p>",
@@ -752,3 +763,131 @@ const METRICS_HTML: &str = r#"<h2>What is measured</h2>
 <tr><td>noise floor</td><td>The same KL between models that should not differ: replicate runs (same architecture and group, another seed) and random halves of a group. A shift is only meaningful well above it.</td></tr>
 </table>
 "#;
+
+/// The stem analysis of every model of a zoo.
+pub struct StemSection {
+    /// The image file.
+    pub images: PathBuf,
+    /// Models analysed.
+    pub reports: Vec<crate::stem::StemReport>,
+    /// Robust vs normal means.
+    pub summary: crate::stem::ZooSummary,
+    /// Models that could not be analysed, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+fn parse_triplet(v: Option<&str>) -> Option<Vec<f64>> {
+    let v: Vec<f64> = v?
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    (!v.is_empty()).then_some(v)
+}
+
+fn stem_section(
+    db: &Db,
+    zoo: Option<&Path>,
+    opts: &ReportOptions,
+    by: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Option<StemSection> {
+    let zoo = zoo?;
+    let images = opts.images.clone().or_else(|| {
+        let p = zoo.join("adv_examples.npz");
+        p.exists().then_some(p)
+    })?;
+    let set = match crate::stem::ImageSet::load_npz(&images) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(format!("stem analysis: {e}"));
+            return None;
+        }
+    };
+    let entries: Vec<crate::stem::ZooEntry> = db
+        .models
+        .iter()
+        .map(|m| crate::stem::ZooEntry {
+            name: m.name.clone(),
+            path: zoo.join(&m.file),
+            robust: by
+                .and_then(|c| m.meta(c))
+                .map(crate::db::select::canonical)
+                .and_then(|v| match v.as_str() {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                }),
+            norm: parse_triplet(m.meta("Input Mean")).zip(parse_triplet(m.meta("Input Std"))),
+        })
+        .collect();
+    let results =
+        crate::stem::analyse_zoo(&entries, &set, &crate::stem::AnalysisOptions::default());
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for (e, r) in entries.iter().zip(results) {
+        match r {
+            Ok(r) => reports.push(r),
+            Err(err) => {
+                warnings.push(format!("stem analysis of {}: {err}", e.name));
+                failed.push((e.name.clone(), err.to_string()));
+            }
+        }
+    }
+    let summary = crate::stem::zoo_summary(&reports);
+    Some(StemSection {
+        images,
+        reports,
+        summary,
+        failed,
+    })
+}
+
+fn stem_html(h: &mut String, st: &StemSection) {
+    let _ = write!(
+        h,
+        "<h2>First layer: do robust stems remove perturbations?</h2><p>The stem (first conv, with its bias and BatchNorm folded) and a ReLU applied to the clean images of <code>{}</code> and to each model's own adversarial versions. <i>pre/post change</i>: ‖a(x+δ) − a(x)‖ / ‖a(x)‖ before and after the ReLU; <i>ReLU removed</i>: share of the perturbation's energy the ReLU removes; <i>centre share</i>: filter energy in the centre tap (1×1-likeness); <i>near-duplicates</i>: filters with a cosine-similar twin (≥ 0.9); <i>stem gain</i>: the largest post-ReLU change an L∞ perturbation can cause in the stem alone (projected gradient ascent).</p>",
+        esc(&st.images.display().to_string())
+    );
+    h.push_str("<table><tr><th>model</th><th>robust</th><th>layer</th><th>centre share</th><th>near-duplicate filters</th><th>pre change</th><th>post change</th><th>ReLU removed</th><th>stem gain</th></tr>");
+    for r in &st.reports {
+        let m = &r.summary;
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.model),
+            m.robust.map_or("–".into(), |b| b.to_string()),
+            esc(&m.layer),
+            fmt(m.centre_share, 3),
+            m.filters_with_duplicate,
+            m.filters,
+            fmt(m.pre_change, 3),
+            fmt(m.post_change, 3),
+            fmt(m.relu_removed, 3),
+            fmt(m.stem_gain, 3)
+        );
+    }
+    for (label, g) in [
+        ("robust (mean)", &st.summary.robust),
+        ("normal (mean)", &st.summary.normal),
+    ] {
+        if g.models == 0 {
+            continue;
+        }
+        let _ = write!(
+            h,
+            "<tr><th>{label}</th><th>{} models</th><th></th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            g.models,
+            fmt(g.centre_share, 3),
+            fmt(g.duplicate_share, 3),
+            fmt(g.pre_change, 3),
+            fmt(g.post_change, 3),
+            fmt(g.relu_removed, 3),
+            fmt(g.stem_gain, 3)
+        );
+    }
+    h.push_str("</table>");
+    for (m, e) in &st.failed {
+        let _ = write!(h, "<p class=\"warn\">{}: {}</p>", esc(m), esc(e));
+    }
+}
