@@ -57,7 +57,7 @@ pub fn print_build(report: &BuildReport) -> usize {
     }
     let count = |o: Outcome| report.with(o).count();
     eprintln!(
-        "database: {} models ({} added, {} unchanged, {} failed, {} duplicates, {} meta rows without file, {} without meta row, {} removed)",
+        "database: {} models ({} added, {} unchanged, {} failed, {} duplicates, {} meta rows without file, {} without meta row, {} removed, {} skipped as not models)",
         report.models_in_db,
         count(Outcome::Added),
         count(Outcome::Unchanged),
@@ -66,6 +66,7 @@ pub fn print_build(report: &BuildReport) -> usize {
         count(Outcome::MissingFile),
         count(Outcome::NoMetaRow),
         count(Outcome::Removed),
+        count(Outcome::Skipped),
     );
     for (k, n) in &report.filters {
         eprintln!("  {}x{} filters: {n}", k[0], k[1]);

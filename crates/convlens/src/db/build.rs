@@ -59,6 +59,9 @@ pub enum Outcome {
     NoMetaRow,
     /// Was in the database, its file is gone: removed.
     Removed,
+    /// Read, but it holds no convolution layer of the stored kernel size (e.g. an image
+    /// archive beside the models): not a model for this database.
+    Skipped,
 }
 
 impl Outcome {
@@ -72,6 +75,7 @@ impl Outcome {
             Outcome::MissingFile => "missing-file",
             Outcome::NoMetaRow => "no-meta-row",
             Outcome::Removed => "removed",
+            Outcome::Skipped => "skipped",
         }
     }
 
@@ -476,6 +480,20 @@ fn write_shards(
 }
 
 /// Extracts, measures and stores one model; returns its record.
+/// Why a file is not stored.
+enum NotStored {
+    /// It could not be read or analysed.
+    Failed(String),
+    /// It has no convolution layer of the selected kernel size.
+    NoLayers(String),
+}
+
+impl From<String> for NotStored {
+    fn from(s: String) -> Self {
+        NotStored::Failed(s)
+    }
+}
+
 fn process_model(
     name: &str,
     path: &Path,
@@ -483,12 +501,24 @@ fn process_model(
     db_dir: &Path,
     kernel: KernelSelect,
     meta: Vec<(String, String)>,
-) -> Result<ModelRecord, String> {
+) -> Result<ModelRecord, NotStored> {
     let fmeta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let ckpt = read(path).map_err(|e| e.to_string())?;
     let ex = extract(&ckpt);
     // the analysed layers, in the same order as report.layers
     let layers: Vec<_> = ex.selected(kernel).collect();
+    if layers.is_empty() {
+        let mut sizes: Vec<String> = ex
+            .layers
+            .iter()
+            .map(|l| format!("{}x{}", l.kh, l.kw))
+            .collect();
+        sizes.dedup();
+        return Err(NotStored::NoLayers(format!(
+            "no convolution layer of the stored kernel size (4-D weights found: {}); not a model for this database",
+            if sizes.is_empty() { "none".to_string() } else { sizes.join(", ") }
+        )));
+    }
     // start reading the whole model from disk while the first layers are measured
     for l in &layers {
         l.weight.prefetch_storage();
@@ -501,7 +531,7 @@ fn process_model(
             for s in open.values() {
                 let _ = std::fs::remove_file(&s.tmp);
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     let mut shards = Vec::new();
@@ -528,7 +558,7 @@ fn process_model(
         drop(w);
         if let Err(e) = done {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+            return Err(e.into());
         }
         shards.push(KernelShard {
             kernel: kk,
@@ -640,7 +670,7 @@ pub fn build(
     let total = chosen.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     // (name, file, record and whether it was freshly read, or the failure)
-    type Processed = (String, PathBuf, Result<(ModelRecord, bool), String>);
+    type Processed = (String, PathBuf, Result<(ModelRecord, bool), NotStored>);
     let results: Vec<Processed> = chosen
         .par_iter()
         .map(|(name, path)| {
@@ -721,23 +751,27 @@ pub fn build(
                 });
                 in_db.insert(name);
             }
-            Err(reason) => {
+            Err(e) => {
                 // a failed model must not linger from an earlier build
                 remove_model(db_dir, existing.get(&name));
+                let (outcome, detail) = match e {
+                    NotStored::Failed(r) => (Outcome::Failed, r),
+                    NotStored::NoLayers(r) => (Outcome::Skipped, r),
+                };
                 status.push(StatusEntry {
                     model: name.clone(),
                     file: rel(&path),
-                    outcome: Outcome::Failed,
-                    detail: reason,
+                    outcome,
+                    detail,
                 });
             }
         }
     }
     for (name, old) in &existing {
         if !in_db.contains(name)
-            && !status
-                .iter()
-                .any(|s| &s.model == name && s.outcome == Outcome::Failed)
+            && !status.iter().any(|s| {
+                &s.model == name && matches!(s.outcome, Outcome::Failed | Outcome::Skipped)
+            })
         {
             remove_model(db_dir, Some(old));
             status.push(StatusEntry {

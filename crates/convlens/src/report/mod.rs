@@ -228,6 +228,25 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         &figdir,
         &mut col,
     );
+    if let Some(st) = &stem {
+        let drawn: Vec<&str> = drawn_models(&db, by, opts.models_drawn_per_group)
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        for r in st
+            .reports
+            .iter()
+            .filter(|r| drawn.contains(&r.model.as_str()))
+        {
+            col.add(
+                &figdir,
+                &format!("stem_{}", safe_id(&r.model)),
+                &format!("Stem of {}: clean vs perturbed activations", r.model),
+                "Rows: stem filter, post-ReLU activation of a clean image, of its adversarial version, and their difference (diverging colours), for the first output channels.",
+                crate::stem::figure(r).map_err(|e| e.to_string()),
+            );
+        }
+    }
     warnings.extend(col.warnings.iter().cloned());
     let html = render_html(
         &db,
