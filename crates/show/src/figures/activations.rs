@@ -211,7 +211,7 @@ pub fn stem_activations(title: &str, columns: &[StemColumn]) -> Result<Figure, S
         {
             let ay = head + (r + 1) as f64 * pitch + (img - apx * h as f64) / 2.0;
             svg.open(&format!(
-                "class=\"act\" data-col=\"{k}\" data-row=\"{}\"",
+                "class=\"act\" shape-rendering=\"crispEdges\" data-col=\"{k}\" data-row=\"{}\"",
                 r + 1
             ));
             let q = |v: f64| (v * 64.0).round() / 64.0;
