@@ -4,7 +4,7 @@ use crate::depth::{AggregateAcc, DepthAggregate, DepthBin, ALL_BINS};
 use crate::extract::{extract, ConvLayer, KernelSelect, Skipped};
 use crate::measure::{measure_layer, LayerMetrics, LayerShape};
 use crate::read::{read, ReadError};
-use convlens_core::Checkpoint;
+use convlens_core::{Checkpoint, KernelLayout};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -137,25 +137,38 @@ pub struct ModelReport {
 
 /// Checks that a layer's weights can be measured, returning them in OIHW order.
 pub fn checked_weights(layer: &ConvLayer) -> Result<Vec<f32>, String> {
+    check_nonempty(layer)?;
+    let w = layer.weights_oihw();
+    check_finite(&w)?;
+    Ok(w)
+}
+
+fn check_nonempty(layer: &ConvLayer) -> Result<(), String> {
     if layer.n_filters == 0 || layer.kh == 0 || layer.kw == 0 {
         return Err(format!(
             "weight has zero elements (shape {:?})",
             layer.shape
         ));
     }
-    let w = layer.weights_oihw();
-    let bad = w.iter().filter(|x| !x.is_finite()).count();
-    if bad > 0 {
-        return Err(format!(
-            "weight has {bad} non-finite value(s) (NaN or ±inf) among {}",
-            w.len()
-        ));
+    Ok(())
+}
+
+fn check_finite(w: &[f32]) -> Result<(), String> {
+    // blocks without early exit inside, so that the test vectorises
+    if w.chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
+    {
+        return Ok(());
     }
-    Ok(w)
+    let bad = w.iter().filter(|x| !x.is_finite()).count();
+    Err(format!(
+        "weight has {bad} non-finite value(s) (NaN or ±inf) among {}",
+        w.len()
+    ))
 }
 
 fn measure(layer: &ConvLayer) -> Result<LayerMetrics, String> {
-    let w = checked_weights(layer)?;
+    check_nonempty(layer)?;
     // transposed convolutions are measured per output channel: OIHW view
     let (out, inpg) = if layer.transposed {
         (layer.shape[1], layer.shape[0])
@@ -173,7 +186,22 @@ fn measure(layer: &ConvLayer) -> Result<LayerMetrics, String> {
             layer.groups.unwrap_or(1)
         },
     };
-    Ok(measure_layer(&w, &shape))
+    // OIHW f32 weights straight from the file's bytes when they are stored exactly so (no
+    // copy), otherwise converted. Either way the file pages of the weight are handed back as
+    // soon as they are no longer read, so that a large model does not stay resident.
+    match layer.weight.as_f32_slice() {
+        Some(w) if layer.layout == KernelLayout::OIHW => {
+            layer.weight.populate_storage();
+            let result = check_finite(w).map(|()| measure_layer(w, &shape));
+            layer.weight.release_storage();
+            result
+        }
+        _ => {
+            let w = layer.weights_oihw();
+            layer.weight.release_storage();
+            check_finite(&w).map(|()| measure_layer(&w, &shape))
+        }
+    }
 }
 
 /// Analyses an already-read checkpoint.

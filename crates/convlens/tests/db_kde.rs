@@ -52,9 +52,16 @@ fn kde_matches_an_exact_kernel_density() {
     // exact KDE of c0 of the robust models' non-sparse filters, straight from the files
     let mp = r.basis.mean_projection();
     let mut c0 = Vec::new();
-    for f in ["resnet20_robust_s0.safetensors", "resnet20_robust_s1.safetensors"] {
+    for f in [
+        "resnet20_robust_s0.safetensors",
+        "resnet20_robust_s1.safetensors",
+    ] {
         let ckpt = convlens::read::read(&zoo.join(f)).unwrap();
-        for l in extract(&ckpt).layers.iter().filter(|l| l.kh == 3 && l.kw == 3) {
+        for l in extract(&ckpt)
+            .layers
+            .iter()
+            .filter(|l| l.kh == 3 && l.kw == 3)
+        {
             let w = l.filters();
             let (_, mask) = sparse_mask(&w, 9);
             let (mut x, mut c) = ([0.0; 9], [0.0; 9]);
@@ -88,7 +95,10 @@ fn kde_matches_an_exact_kernel_density() {
     assert!((got.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     for (i, (a, b)) in got.iter().zip(&exact).enumerate() {
         // binning the samples onto a 2048-point grid moves each by < half a grid step
-        assert!((a - b).abs() <= 2e-3 * b.max(1e-3), "bin {i}: kde {a} vs exact {b}");
+        assert!(
+            (a - b).abs() <= 2e-3 * b.max(1e-3),
+            "bin {i}: kde {a} vs exact {b}"
+        );
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -112,22 +112,39 @@ impl Blob {
     }
 
     /// Tells the operating system that the bytes under `range` (relative to this blob) will be
-    /// read soon, so that it can start reading them from disk. Does nothing for blobs that are
-    /// not file maps, for an empty or out-of-range `range`, and off Unix.
+    /// read soon, so that it can start reading them from disk (asynchronously). Does nothing for
+    /// blobs that are not file maps, for an empty or out-of-range `range`, and off Unix.
     pub fn will_need(&self, range: Range<usize>) {
         #[cfg(unix)]
-        if let Some(map) = &self.map {
-            if range.start >= range.end || range.end > self.len() {
-                return;
-            }
-            let _ = map.advise_range(
-                memmap2::Advice::WillNeed,
-                self.start + range.start,
-                range.end - range.start,
-            );
-        }
+        self.advise(range, memmap2::Advice::WillNeed);
         #[cfg(not(unix))]
         let _ = range;
+    }
+
+    /// Maps the pages under `range` (relative to this blob) in at once, reading them from disk
+    /// if needed, so that reading them costs no page faults (Linux 5.14 and later; elsewhere
+    /// the same as [`Blob::will_need`]). The pages then count as resident until released. Does
+    /// nothing for blobs that are not file maps and for an empty or out-of-range `range`.
+    pub fn populate(&self, range: Range<usize>) {
+        #[cfg(target_os = "linux")]
+        if self.advise(range.clone(), memmap2::Advice::PopulateRead) {
+            return;
+        }
+        self.will_need(range);
+    }
+
+    /// Gives `advice` for `range` (relative to this blob) of a file map; false when not
+    /// applicable or refused.
+    #[cfg(unix)]
+    fn advise(&self, range: Range<usize>, advice: memmap2::Advice) -> bool {
+        let Some(map) = &self.map else {
+            return false;
+        };
+        if range.start >= range.end || range.end > self.len() {
+            return false;
+        }
+        map.advise_range(advice, self.start + range.start, range.end - range.start)
+            .is_ok()
     }
 }
 

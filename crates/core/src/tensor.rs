@@ -424,6 +424,12 @@ impl RawTensor {
     pub fn prefetch_storage(&self) {
         self.storage.will_need(self.byte_span());
     }
+
+    /// Maps this tensor's bytes in at once when they lie in a file map, so that reading them
+    /// costs no page faults (see [`Blob::populate`]).
+    pub fn populate_storage(&self) {
+        self.storage.populate(self.byte_span());
+    }
 }
 
 /// Axis order of a 4-D convolution kernel as stored in a file.
@@ -590,7 +596,12 @@ mod tests {
                         DType::U8 | DType::Bool => vec![v as u8],
                         DType::I16 => (v as i16).to_le_bytes().to_vec(),
                         DType::I32 => (v as i32).to_le_bytes().to_vec(),
-                        DType::I64 => big.get(i % 3).copied().unwrap_or(v as i64).to_le_bytes().to_vec(),
+                        DType::I64 => big
+                            .get(i % 3)
+                            .copied()
+                            .unwrap_or(v as i64)
+                            .to_le_bytes()
+                            .to_vec(),
                     };
                     if order == ByteOrder::Big {
                         b.reverse();
@@ -653,8 +664,15 @@ mod tests {
     #[test]
     fn f32_slices_are_borrowed_only_when_exact() {
         let b = f32_blob(&[1.0, 2.0, 3.0, 4.0, 5.0]);
-        let t = RawTensor::strided(DType::F32, vec![2, 2], vec![2, 1], 1, ByteOrder::Little, b.clone())
-            .unwrap();
+        let t = RawTensor::strided(
+            DType::F32,
+            vec![2, 2],
+            vec![2, 1],
+            1,
+            ByteOrder::Little,
+            b.clone(),
+        )
+        .unwrap();
         assert_eq!(t.as_f32_slice(), Some(&[2.0f32, 3.0, 4.0, 5.0][..]));
         assert_eq!(t.byte_span(), 4..20);
         // misaligned: the same values one byte further
@@ -662,13 +680,13 @@ mod tests {
         v.extend_from_slice(b.as_slice());
         let mis = Blob::from_vec(v).slice(1..21).unwrap();
         let t = RawTensor::contiguous(DType::F32, vec![5], mis.clone()).unwrap();
-        if mis.as_slice().as_ptr() as usize % 4 != 0 {
+        if !(mis.as_slice().as_ptr() as usize).is_multiple_of(4) {
             assert!(t.as_f32_slice().is_none());
         }
         assert_eq!(t.to_f32(), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         // big-endian storage is never borrowed
-        let t = RawTensor::strided(DType::F32, vec![1], vec![1], 0, ByteOrder::Big, b.clone())
-            .unwrap();
+        let t =
+            RawTensor::strided(DType::F32, vec![1], vec![1], 0, ByteOrder::Big, b.clone()).unwrap();
         assert!(t.as_f32_slice().is_none());
         // releasing a blob that is not a file map changes nothing
         t.release_storage();
@@ -677,7 +695,8 @@ mod tests {
 
     #[test]
     fn mapped_tensor_stays_readable_after_release() {
-        let path = std::env::temp_dir().join(format!("convlens-core-release-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("convlens-core-release-{}", std::process::id()));
         let vals: Vec<f32> = (0..5000).map(|x| x as f32 * 0.5).collect();
         std::fs::write(&path, Blob::from_f32s(&vals).as_slice()).unwrap();
         let file = std::fs::File::open(&path).unwrap();
@@ -689,6 +708,7 @@ mod tests {
         let t = RawTensor::contiguous(DType::F32, vec![5000], blob).unwrap();
         assert_eq!(t.as_f32_slice().unwrap(), &vals[..]);
         t.prefetch_storage();
+        t.populate_storage();
         t.release_storage();
         assert_eq!(t.as_f32_slice().unwrap(), &vals[..]);
         assert_eq!(t.to_f32(), vals);

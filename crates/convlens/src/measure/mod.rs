@@ -202,45 +202,79 @@ fn entropies(
     tcq_sparse: &[bool],
     tcq_sparse_count: usize,
 ) -> (f64, (f64, f64), (f64, f64)) {
-    // Paper entropy: l-inf scaled, non-sparse filters.
-    let scaled_ns = variance_entropy::moments(n, k, |i, row| {
-        if paper_sparse[i] {
-            return false;
-        }
-        // pca.ipynb scale(): divide by the l-inf norm (0 -> 1; non-sparse filters are never 0)
-        let den = f64::from(stats.linf(i));
-        let den = if den == 0.0 { 1.0 } else { den };
-        for (o, &x) in row.iter_mut().zip(&w[i * k..(i + 1) * k]) {
-            *o = f64::from(x) / den;
-        }
-        true
-    });
-    let variance_entropy = variance_entropy::paper_entropy(&scaled_ns);
-
-    // torchconvquality: raw filters, all and not-tcq-sparse.
-    let raw_row = |i: usize, row: &mut [f64]| {
-        for (o, &x) in row.iter_mut().zip(&w[i * k..(i + 1) * k]) {
-            *o = f64::from(x);
-        }
+    // One sweep for the three selections: 0 = the paper's l-inf scaled non-sparse filters;
+    // 1 = torchconvquality's raw filters, all; 2 = raw, not tcq-sparse (only when some are).
+    let sel = EntropySelections {
+        w,
+        k,
+        stats,
+        paper_sparse,
+        tcq_sparse,
+        count: if tcq_sparse_count == 0 { 2 } else { 3 },
     };
-    let all = variance_entropy::moments(n, k, |i, row| {
-        raw_row(i, row);
-        true
-    });
-    let (ve, ve_n) = variance_entropy::tcq_entropy(&all);
-    let (vc, vc_n) = if tcq_sparse_count == 0 {
-        (ve, ve_n)
-    } else {
-        let clean = variance_entropy::moments(n, k, |i, row| {
-            if tcq_sparse[i] {
-                return false;
-            }
-            raw_row(i, row);
-            true
-        });
-        variance_entropy::tcq_entropy(&clean)
+    let m = variance_entropy::moments_many(n, k, &sel);
+    let variance_entropy = m.first().map_or(f64::NAN, variance_entropy::paper_entropy);
+    let nan = (f64::NAN, f64::NAN);
+    let (ve, ve_n) = m.get(1).map_or(nan, variance_entropy::tcq_entropy);
+    let (vc, vc_n) = match m.get(2) {
+        Some(clean) => variance_entropy::tcq_entropy(clean),
+        None => (ve, ve_n),
     };
     (variance_entropy, (ve, ve_n), (vc, vc_n))
+}
+
+/// The filters as the three entropies see them (see `entropies`).
+struct EntropySelections<'a> {
+    w: &'a [f32],
+    k: usize,
+    stats: &'a norms::FilterStats,
+    paper_sparse: &'a [bool],
+    tcq_sparse: &'a [bool],
+    count: usize,
+}
+
+impl variance_entropy::Selections for EntropySelections<'_> {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    #[inline(always)]
+    fn rows(&self, rows: std::ops::Range<usize>, sel: usize, out: &mut Vec<f64>) -> usize {
+        let k = self.k;
+        let w = &self.w[rows.start * k..rows.end * k];
+        let filters = rows.clone().map(|i| (&self.w[i * k..(i + 1) * k], i));
+        match sel {
+            0 => {
+                let mut n = 0;
+                for (f, i) in filters {
+                    if self.paper_sparse[i] {
+                        continue;
+                    }
+                    // pca.ipynb scale(): divide by the l-inf norm (0 -> 1; non-sparse filters
+                    // are never 0)
+                    let den = f64::from(self.stats.linf(i));
+                    let den = if den == 0.0 { 1.0 } else { den };
+                    out.extend(f.iter().map(|&x| f64::from(x) / den));
+                    n += 1;
+                }
+                n
+            }
+            1 => {
+                out.extend(w.iter().map(|&x| f64::from(x)));
+                rows.len()
+            }
+            _ => {
+                let mut n = 0;
+                for (f, i) in filters {
+                    if !self.tcq_sparse[i] {
+                        out.extend(f.iter().map(|&x| f64::from(x)));
+                        n += 1;
+                    }
+                }
+                n
+            }
+        }
+    }
 }
 
 /// Mean of the per-group orthogonality for grouped convs with >= 2 out-channels per group.

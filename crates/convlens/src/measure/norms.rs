@@ -40,27 +40,7 @@ pub(crate) fn filter_stats(w: &[f32], n: usize, k: usize) -> FilterStats {
         .par_chunks_mut(CHUNK)
         .zip(has_nan.par_chunks_mut(CHUNK))
         .enumerate()
-        .map(|(c, (mx, nan))| {
-            let (mut l1, mut l2, mut fl2) = (0f64, 0f64, 0f64);
-            for (j, (m, h)) in mx.iter_mut().zip(nan.iter_mut()).enumerate() {
-                let i = c * CHUNK + j;
-                let f = &w[i * k..(i + 1) * k];
-                let (mut fm, mut fnan, mut fl1, mut fsq) = (0f32, false, 0f64, 0f64);
-                for &x in f {
-                    let a = x.abs();
-                    fnan |= a.is_nan();
-                    fm = fm.max(a);
-                    fl1 += f64::from(a);
-                    fsq += f64::from(x) * f64::from(x);
-                }
-                *m = fm;
-                *h = fnan;
-                l1 += fl1;
-                l2 += fsq;
-                fl2 += fsq.sqrt();
-            }
-            (l1, l2, fl2)
-        })
+        .map(|(c, (mx, nan))| chunk_stats(&w[c * CHUNK * k..], k, mx, nan))
         .collect();
     let (mut l1, mut l2_sq, mut sum_filter_l2) = (0f64, 0f64, 0f64);
     for (a, b, c) in partials {
@@ -75,6 +55,69 @@ pub(crate) fn filter_stats(w: &[f32], n: usize, k: usize) -> FilterStats {
         l2_sq,
         sum_filter_l2,
     }
+}
+
+/// Maxima of the filters of one chunk (`mx.len()` filters from the start of `w`) and the
+/// chunk's partial sums `(l1, l2, sum of filter l2)`, summed in filter order.
+fn chunk_stats(w: &[f32], k: usize, mx: &mut [f32], nan: &mut [bool]) -> (f64, f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { chunk_stats_avx2(w, k, mx, nan) };
+        }
+    }
+    chunk_stats_body(w, k, mx, nan)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chunk_stats_avx2(
+    w: &[f32],
+    k: usize,
+    mx: &mut [f32],
+    nan: &mut [bool],
+) -> (f64, f64, f64) {
+    chunk_stats_body(w, k, mx, nan)
+}
+
+#[inline(always)]
+fn chunk_stats_body(w: &[f32], k: usize, mx: &mut [f32], nan: &mut [bool]) -> (f64, f64, f64) {
+    if k == 9 {
+        // the common 3x3 kernel: a fixed length unrolls (same operations in the same order)
+        filters_stats::<9>(w, 9, mx, nan)
+    } else {
+        filters_stats::<0>(w, k, mx, nan)
+    }
+}
+
+/// The loop of [`chunk_stats`]; `K` is `k` when non-zero (a compile-time filter length).
+#[inline(always)]
+fn filters_stats<const K: usize>(
+    w: &[f32],
+    k: usize,
+    mx: &mut [f32],
+    nan: &mut [bool],
+) -> (f64, f64, f64) {
+    let k = if K > 0 { K } else { k };
+    let (mut l1, mut l2, mut fl2) = (0f64, 0f64, 0f64);
+    for (i, (m, h)) in mx.iter_mut().zip(nan.iter_mut()).enumerate() {
+        let f = &w[i * k..(i + 1) * k];
+        let (mut fm, mut fnan, mut fl1, mut fsq) = (0f32, false, 0f64, 0f64);
+        for &x in f {
+            let a = x.abs();
+            fnan |= a.is_nan();
+            fm = fm.max(a);
+            fl1 += f64::from(a);
+            fsq += f64::from(x) * f64::from(x);
+        }
+        *m = fm;
+        *h = fnan;
+        l1 += fl1;
+        l2 += fsq;
+        fl2 += fsq.sqrt();
+    }
+    (l1, l2, fl2)
 }
 
 #[cfg(test)]

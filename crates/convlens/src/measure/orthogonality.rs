@@ -33,6 +33,17 @@ pub fn orthogonality(rows: &[f32], n: usize, len: usize) -> f64 {
 
 /// [`orthogonality`] with Gram strips of at most `strip_values` values (at least [`MC`] rows).
 fn orthogonality_strips(rows: &[f32], n: usize, len: usize, strip_values: usize) -> f64 {
+    orthogonality_with(rows, n, len, strip_values, &Kernel::detect())
+}
+
+/// [`orthogonality_strips`] with a given micro-kernel.
+fn orthogonality_with(
+    rows: &[f32],
+    n: usize,
+    len: usize,
+    strip_values: usize,
+    kernel: &Kernel,
+) -> f64 {
     if n < 2 || n.checked_mul(len) != Some(rows.len()) {
         return f64::NAN;
     }
@@ -42,24 +53,26 @@ fn orthogonality_strips(rows: &[f32], n: usize, len: usize, strip_values: usize)
         return 1.0 - n as f64 / denom;
     }
 
-    // Row norms (a zero row is divided by 1).
-    let norms: Vec<f64> = rows
-        .par_chunks(len)
-        .map(|src| {
-            let t = src
-                .iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>()
-                .sqrt();
-            if t == 0.0 {
-                1.0
-            } else {
-                t
+    // Row norms (a zero row is divided by 1): each row's sum of squares in column order, eight
+    // rows interleaved so that their sums do not wait on each other.
+    let mut norms = vec![0f64; n];
+    norms
+        .par_chunks_mut(8)
+        .zip(rows.par_chunks(8 * len))
+        .for_each(|(out, block)| {
+            let mut acc = [0f64; 8];
+            for p in 0..len {
+                for (a, row) in acc.iter_mut().zip(block.chunks_exact(len)) {
+                    let x = f64::from(row[p]);
+                    *a += x * x;
+                }
             }
-        })
-        .collect();
+            for (o, a) in out.iter_mut().zip(acc) {
+                let t = a.sqrt();
+                *o = if t == 0.0 { 1.0 } else { t };
+            }
+        });
 
-    let kernel = Kernel::detect();
     let padded = n.next_multiple_of(kernel.nr);
     let strip = (strip_values / padded).max(MC) / MC * MC;
     let gram = Gram {
@@ -71,7 +84,7 @@ fn orthogonality_strips(rows: &[f32], n: usize, len: usize, strip_values: usize)
     let mut total = 0f64;
     for i0 in (0..n).step_by(strip) {
         let i1 = (i0 + strip).min(n);
-        for term in gram.strip_terms(i0, i1, &kernel) {
+        for term in gram.strip_terms(i0, i1, kernel) {
             total += term;
         }
     }
@@ -110,9 +123,20 @@ struct Kernel {
     /// Only called on CPUs with the target features the function was compiled for
     /// ([`Kernel::detect`] picks it accordingly).
     group: unsafe fn(&Tiles, &mut [f64]),
+    /// Packs a panel of `nr` rows (see [`Tiles::pack`]); same safety rule as `group`.
+    pack: unsafe fn(&Gram, &mut [f64], usize, usize, usize),
 }
 
 impl Kernel {
+    /// The portable kernel (fused multiply-adds only on aarch64).
+    const PORTABLE: Kernel = Kernel {
+        mr: 4,
+        nr: 8,
+        group: group_portable,
+        pack: pack_panel::<8>,
+    };
+
+    /// The fastest kernel the running CPU supports.
     fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
@@ -121,6 +145,7 @@ impl Kernel {
                     mr: 8,
                     nr: 16,
                     group: group_avx512,
+                    pack: pack_avx512,
                 };
             }
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -128,14 +153,11 @@ impl Kernel {
                     mr: 4,
                     nr: 8,
                     group: group_avx2,
+                    pack: pack_avx2,
                 };
             }
         }
-        Kernel {
-            mr: 4,
-            nr: 8,
-            group: group_portable,
-        }
+        Kernel::PORTABLE
     }
 }
 
@@ -149,6 +171,39 @@ unsafe fn group_avx512(t: &Tiles, c: &mut [f64]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn group_avx2(t: &Tiles, c: &mut [f64]) {
     group::<4, 8, true>(t, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_avx512(g: &Gram, panel: &mut [f64], row0: usize, p0: usize, kc: usize) {
+    pack_panel::<16>(g, panel, row0, p0, kc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_avx2(g: &Gram, panel: &mut [f64], row0: usize, p0: usize, kc: usize) {
+    pack_panel::<8>(g, panel, row0, p0, kc)
+}
+
+/// Writes the normalised rows `row0 .. row0 + NR` (zero past the last row), columns
+/// `p0 .. p0 + kc`, into `panel`: value `(r, p)` at `p * NR + r`.
+#[inline(always)]
+fn pack_panel<const NR: usize>(g: &Gram, panel: &mut [f64], row0: usize, p0: usize, kc: usize) {
+    for r in 0..NR {
+        let row = row0 + r;
+        let dst = panel.chunks_exact_mut(NR).take(kc);
+        if row >= g.n {
+            for d in dst {
+                d[r] = 0.0;
+            }
+            continue;
+        }
+        let t = g.norms[row];
+        let src = &g.rows[row * g.len + p0..row * g.len + p0 + kc];
+        for (d, &x) in dst.zip(src) {
+            d[r] = f64::from(x) / t;
+        }
+    }
 }
 
 /// Without known FMA hardware: fused on aarch64 (always there), unfused elsewhere (a software
@@ -173,45 +228,86 @@ fn group<const MR: usize, const NR: usize, const FUSED: bool>(t: &Tiles, c: &mut
                 // tile entirely below the diagonal
                 continue;
             }
-            let a_start = (r0 / NR) * panel_len + r0 % NR;
-            let a = &t.pack[a_start..(r0 / NR + 1) * panel_len];
-            let acc = micro::<MR, NR, FUSED>(kc, a, b);
-            for (i, acc_row) in acc.iter().enumerate() {
-                let at = (ib * MR + i) * t.width + jp * NR;
-                let dst = &mut c[at..at + NR];
-                if t.first {
-                    dst.copy_from_slice(acc_row);
-                } else {
-                    for (d, &s) in dst.iter_mut().zip(acc_row) {
-                        *d += s;
-                    }
-                }
+            let a = &t.pack[(r0 / NR) * panel_len + r0 % NR..(r0 / NR + 1) * panel_len];
+            let mut out = Out {
+                c: &mut *c,
+                at: ib * MR * t.width + jp * NR,
+                width: t.width,
+                first: t.first,
+            };
+            if MR == 8 {
+                micro8::<NR, FUSED>(kc, a, b, &mut out);
+            } else {
+                micro4::<NR, FUSED>(kc, a, b, &mut out);
             }
         }
     }
 }
 
-/// `MR × NR` tile of `A B^T` over `kc` columns: `a[p*NR + i]` is row `i`, `b[p*NR + j]` row `j`
-/// of column `p`. Each entry is one multiply-add chain from 0 in column order.
-#[inline(always)]
-fn micro<const MR: usize, const NR: usize, const FUSED: bool>(
-    kc: usize,
-    a: &[f64],
-    b: &[f64],
-) -> [[f64; NR]; MR] {
-    let mut acc = [[0f64; NR]; MR];
-    for (ap, bp) in a.chunks(NR).zip(b.chunks_exact(NR)).take(kc) {
-        let (Some(ap), Some(bp)) = (ap.first_chunk::<MR>(), bp.first_chunk::<NR>()) else {
-            break;
-        };
-        for (acc_row, &x) in acc.iter_mut().zip(ap) {
-            for (s, &y) in acc_row.iter_mut().zip(bp) {
-                *s = if FUSED { x.mul_add(y, *s) } else { x * y + *s };
+/// Where a micro-kernel's tile goes: row `i` of the tile at `c[at + i * width..]`.
+struct Out<'a> {
+    c: &'a mut [f64],
+    at: usize,
+    width: usize,
+    first: bool,
+}
+
+impl Out<'_> {
+    #[inline(always)]
+    fn put(&mut self, i: usize, row: &[f64]) {
+        let at = self.at + i * self.width;
+        let dst = &mut self.c[at..at + row.len()];
+        if self.first {
+            dst.copy_from_slice(row);
+        } else {
+            for (d, &s) in dst.iter_mut().zip(row) {
+                *d += s;
             }
         }
     }
+}
+
+/// `acc + x * b`, element-wise (one fused or unfused multiply-add per element).
+#[inline(always)]
+fn row_fma<const NR: usize, const FUSED: bool>(
+    x: f64,
+    b: &[f64; NR],
+    mut acc: [f64; NR],
+) -> [f64; NR] {
+    for (s, &y) in acc.iter_mut().zip(b) {
+        *s = if FUSED { x.mul_add(y, *s) } else { x * y + *s };
+    }
     acc
 }
+
+/// Defines a micro-kernel computing a `rows × NR` tile of `A B^T` over `kc` columns, where
+/// `a[p*NR + i]` is row `i` and `b[p*NR + j]` row `j` of column `p`: each entry is one
+/// multiply-add chain from 0 in column order. The accumulators are separate variables (not an
+/// array indexed in a loop) so that the compiler keeps each row in vector registers.
+macro_rules! micro_kernel {
+    ($name:ident, $rows:literal, $($acc:ident $i:literal),+) => {
+        #[inline(always)]
+        fn $name<const NR: usize, const FUSED: bool>(
+            kc: usize,
+            a: &[f64],
+            b: &[f64],
+            out: &mut Out,
+        ) {
+            $(let mut $acc = [0f64; NR];)+
+            for (ap, bp) in a.chunks(NR).zip(b.chunks_exact(NR)).take(kc) {
+                let (Some(ap), Some(bp)) = (ap.first_chunk::<$rows>(), bp.first_chunk::<NR>())
+                else {
+                    break;
+                };
+                $($acc = row_fma::<NR, FUSED>(ap[$i], bp, $acc);)+
+            }
+            $(out.put($i, &$acc);)+
+        }
+    };
+}
+
+micro_kernel!(micro8, 8, c0 0, c1 1, c2 2, c3 3, c4 4, c5 5, c6 6, c7 7);
+micro_kernel!(micro4, 4, c0 0, c1 1, c2 2, c3 3);
 
 impl Gram<'_> {
     /// `|G_ii - 1| + 2 sum_{j>i} |G_ij|` for the rows `i0..i1`, in row order.
@@ -222,27 +318,16 @@ impl Gram<'_> {
         let strip_rows = (i1 - i0).next_multiple_of(k.mr);
         let mut c = vec![0f64; strip_rows * width];
         let mut pack = vec![0f64; width * KC.min(len)];
+        let nr = k.nr;
         for p0 in (0..len).step_by(KC) {
             let kc = KC.min(len - p0);
             let pack = &mut pack[..width * kc];
-            let nr = k.nr;
             pack.par_chunks_mut(nr * kc)
                 .enumerate()
                 .for_each(|(q, panel)| {
-                    for r in 0..nr {
-                        let row = i0 + q * nr + r;
-                        if row >= n {
-                            for p in 0..kc {
-                                panel[p * nr + r] = 0.0;
-                            }
-                            continue;
-                        }
-                        let t = self.norms[row];
-                        let src = &self.rows[row * len + p0..row * len + p0 + kc];
-                        for (p, &x) in src.iter().enumerate() {
-                            panel[p * nr + r] = f64::from(x) / t;
-                        }
-                    }
+                    // SAFETY: `Kernel::detect` only picks a pack function whose target
+                    // features the running CPU has.
+                    unsafe { (k.pack)(self, panel, i0 + q * nr, p0, kc) }
                 });
             let pack = &*pack;
             c.par_chunks_mut(MC * width)
@@ -339,9 +424,38 @@ mod tests {
         1.0 - total / denom
     }
 
-    fn fma_hardware() -> bool {
+    /// Every kernel the running CPU can run, with whether it fuses multiply-adds.
+    fn kernels() -> Vec<(Kernel, bool)> {
+        let mut k = vec![(Kernel::PORTABLE, cfg!(target_arch = "aarch64"))];
         #[cfg(target_arch = "x86_64")]
-        return is_x86_feature_detected!("fma");
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                let avx2 = Kernel {
+                    mr: 4,
+                    nr: 8,
+                    group: group_avx2,
+                    pack: pack_avx2,
+                };
+                k.push((avx2, true));
+            }
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                let avx512 = Kernel {
+                    mr: 8,
+                    nr: 16,
+                    group: group_avx512,
+                    pack: pack_avx512,
+                };
+                k.push((avx512, true));
+            }
+        }
+        k
+    }
+
+    /// Whether matrixmultiply's dgemm uses fused multiply-adds here.
+    fn dgemm_fuses() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return is_x86_feature_detected!("avx512f")
+            || (is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2"));
         #[cfg(not(target_arch = "x86_64"))]
         return cfg!(target_arch = "aarch64");
     }
@@ -361,12 +475,19 @@ mod tests {
             let mut rows = pseudo_random(n * len, seed);
             rows[..len].fill(0.0);
             let want = dgemm_orthogonality(&rows, n, len);
-            for strip_values in [STRIP_VALUES, 1] {
-                let got = orthogonality_strips(&rows, n, len, strip_values);
-                if fma_hardware() {
-                    assert_eq!(got.to_bits(), want.to_bits(), "{n}x{len}: {got} vs {want}");
-                } else {
-                    assert!((got - want).abs() < 1e-12, "{n}x{len}: {got} vs {want}");
+            for (kernel, fused) in kernels() {
+                for strip_values in [STRIP_VALUES, 1] {
+                    let got = orthogonality_with(&rows, n, len, strip_values, &kernel);
+                    let (mr, nr) = (kernel.mr, kernel.nr);
+                    if fused && dgemm_fuses() {
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{n}x{len}, {mr}x{nr} kernel: {got} vs {want}"
+                        );
+                    } else {
+                        assert!((got - want).abs() < 1e-12, "{n}x{len}: {got} vs {want}");
+                    }
                 }
             }
         }
