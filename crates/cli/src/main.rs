@@ -79,7 +79,7 @@ enum Command {
     /// One HTML report of a zoo (folder of checkpoints) or database: every figure of the
     /// papers as SVG/PNG/PDF, the shift and quality tables and the model list.
     Report {
-        /// Zoo folder (a database is built in OUT/db) or database folder.
+        /// Zoo folder or single checkpoint (a database is built in OUT/db), or database folder.
         input: PathBuf,
         /// Output folder (index.html, figures/).
         #[arg(short, long, default_value = "report")]
@@ -99,6 +99,10 @@ enum Command {
         /// Clean + perturbed images for the stem section (default: adv_examples.npz in the zoo).
         #[arg(long)]
         images: Option<PathBuf>,
+        /// Only these figures (comma-separated): filters, rgb, strip, basis, variance, ridge,
+        /// kl, depth, boxes, density, stem. Default: all.
+        #[arg(long, value_delimiter = ',')]
+        figures: Vec<String>,
     },
     /// Build and inspect a filter database of a model zoo.
     Db {
@@ -314,6 +318,7 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
                 formats,
                 kernel,
                 force,
+                files: Vec::new(),
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -394,6 +399,7 @@ fn main() -> ExitCode {
             pairs,
             bootstrap,
             images,
+            figures,
         } => (|| {
             let opts = convlens::report::ReportOptions {
                 compare,
@@ -401,6 +407,7 @@ fn main() -> ExitCode {
                 pairs,
                 bootstrap,
                 images,
+                figures,
                 ..Default::default()
             };
             let r = convlens::report::report(&input, &output, &opts)?;

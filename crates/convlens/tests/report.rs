@@ -172,3 +172,41 @@ fn report_of_a_database_is_deterministic() {
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+#[test]
+fn single_checkpoint_and_selected_figures() {
+    let out = temp_dir("single");
+    let r = report(
+        &fixture("zoo/cifar10-mini/resnet20_robust_s0.legacy.pt"),
+        &out,
+        &ReportOptions {
+            figures: vec!["filters".into(), "strip".into(), "stem".into()],
+            images: Some(fixture("stem/adv_examples.npz")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let ids: Vec<&str> = r.figures.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "filters_first_resnet20_robust_s0",
+            "filters_last_resnet20_robust_s0",
+            "strip_resnet20_robust_s0",
+            "stem_resnet20_robust_s0"
+        ]
+    );
+    let e = report(
+        &fixture("zoo/cifar10-mini/resnet20_robust_s0.legacy.pt"),
+        &out,
+        &ReportOptions {
+            figures: vec!["nope".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown figure") && e.contains("ridge"), "{e}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -28,6 +28,8 @@ pub struct BuildOptions {
     pub kernel: KernelSelect,
     /// Re-read every file even if unchanged.
     pub force: bool,
+    /// Only these files (inside the zoo folder) instead of every model file found there.
+    pub files: Vec<PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -38,6 +40,7 @@ impl Default for BuildOptions {
             formats: Vec::new(),
             kernel: KernelSelect::DEFAULT,
             force: false,
+            files: Vec::new(),
         }
     }
 }
@@ -604,7 +607,11 @@ pub fn build(
         Some(p) => Some(MetaTable::read(p, &opts.name_column)?),
         None => None,
     };
-    let files = find_models(zoo_dir).map_err(|e| DbError::Io(zoo_dir.to_path_buf(), e))?;
+    let files = if opts.files.is_empty() {
+        find_models(zoo_dir).map_err(|e| DbError::Io(zoo_dir.to_path_buf(), e))?
+    } else {
+        opts.files.clone()
+    };
     let files: Vec<PathBuf> = files
         .into_iter()
         .filter(|p| {

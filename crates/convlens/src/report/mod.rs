@@ -37,7 +37,24 @@ pub struct ReportOptions {
     /// Clean and perturbed images for the stem section (default: `adv_examples.npz` in the
     /// zoo folder); the section needs the model files, i.e. a zoo folder as input.
     pub images: Option<PathBuf>,
+    /// Only these figures (see [`FIGURE_KINDS`]); empty = all.
+    pub figures: Vec<String>,
 }
+
+/// The figure kinds of the report, with the file-name prefix of their figures.
+pub const FIGURE_KINDS: &[(&str, &str)] = &[
+    ("filters", "filters_"),
+    ("rgb", "rgb_"),
+    ("strip", "strip_"),
+    ("basis", "basis"),
+    ("variance", "cumulative_variance"),
+    ("ridge", "ridge"),
+    ("kl", "kl_heatmap"),
+    ("depth", "divergence_by_depth"),
+    ("boxes", "metric_boxes"),
+    ("density", "density_c0_c1"),
+    ("stem", "stem_"),
+];
 
 impl Default for ReportOptions {
     fn default() -> Self {
@@ -49,6 +66,7 @@ impl Default for ReportOptions {
             models_drawn_per_group: 1,
             bootstrap: 200,
             images: None,
+            figures: Vec::new(),
         }
     }
 }
@@ -89,6 +107,7 @@ pub enum ReportError {
 }
 
 struct Collected {
+    only: Vec<&'static str>,
     entries: Vec<FigureEntry>,
     svgs: Vec<String>,
     warnings: Vec<String>,
@@ -103,6 +122,9 @@ impl Collected {
         caption: &str,
         fig: Result<Figure, String>,
     ) {
+        if !self.only.is_empty() && !self.only.iter().any(|p| id.starts_with(p)) {
+            return;
+        }
         match fig.and_then(|f| {
             f.save_all(&dir.join(id))
                 .map_err(|e| e.to_string())
@@ -145,6 +167,28 @@ fn safe_id(s: &str) -> String {
 pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOutput, ReportError> {
     std::fs::create_dir_all(out).map_err(|e| ReportError::Io(out.to_path_buf(), e))?;
     let mut warnings = Vec::new();
+    for f in &opts.figures {
+        if !FIGURE_KINDS.iter().any(|(k, _)| k == f) {
+            return Err(ReportError::Db(DbError::Selection(format!(
+                "unknown figure {f:?}; figures: {}",
+                FIGURE_KINDS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))));
+        }
+    }
+    // a single checkpoint: a zoo of one file in its folder
+    let (input, files) = if input.is_file() {
+        let dir = input
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (dir, vec![input.to_path_buf()])
+    } else {
+        (input, Vec::new())
+    };
     let (db, build_report, pairs) = if input.join(crate::db::MODELS_DIR).is_dir() {
         (Db::open(input)?, None, opts.pairs.clone())
     } else {
@@ -152,9 +196,10 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
             let p = input.join("meta.csv");
             p.exists().then_some(p)
         });
+        // the zoo's pairings restrict the study to complete pairs: not for a single file
         let pairs = opts.pairs.clone().or_else(|| {
             let p = input.join("pairings.csv");
-            p.exists().then_some(p)
+            (p.exists() && files.is_empty()).then_some(p)
         });
         let db_dir = out.join("db");
         let r = build(
@@ -162,6 +207,7 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
             &db_dir,
             &BuildOptions {
                 meta,
+                files,
                 ..Default::default()
             },
             &|_, _, _| {},
@@ -182,7 +228,8 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         ));
     }
     let basis_r = basis(&db, &scope, by)?;
-    let shift_r = match by {
+    let single = db.models.len() < 2;
+    let shift_r = match by.filter(|_| !single) {
         Some(col) => match shift(
             &db,
             &scope,
@@ -200,12 +247,15 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         },
         None => None,
     };
-    let klm = match kl_matrix(&db, &scope, "model", "overall", Density::Histogram) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            warnings.push(format!("KL matrix: {e}"));
-            None
-        }
+    let klm = match single {
+        true => None,
+        false => match kl_matrix(&db, &scope, "model", "overall", Density::Histogram) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                warnings.push(format!("KL matrix: {e}"));
+                None
+            }
+        },
     };
     let agg = aggregate(&db, &scope, by)?;
     let zoo_dir = build_report.is_some().then_some(input);
@@ -213,6 +263,11 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
     let figdir = out.join("figures");
     std::fs::create_dir_all(&figdir).map_err(|e| ReportError::Io(figdir.clone(), e))?;
     let mut col = Collected {
+        only: FIGURE_KINDS
+            .iter()
+            .filter(|(k, _)| opts.figures.iter().any(|f| f == k))
+            .map(|(_, p)| *p)
+            .collect(),
         entries: Vec::new(),
         svgs: Vec::new(),
         warnings: Vec::new(),
