@@ -1,32 +1,10 @@
 //! Helpers shared by the integration tests: fixture paths and tolerant comparisons.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A file under `fixtures/`.
-pub fn fixture(rel: &str) -> PathBuf {
-    root().join("fixtures").join(rel)
-}
-
-/// `../shared` beside the checkout, or `None` (with a clear message) when it is missing.
-pub fn shared() -> Option<PathBuf> {
-    let p = root().join("../shared");
-    if p.join("README.md").exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: ../shared not found beside the checkout ({}); CI has it",
-            p.display()
-        );
-        None
-    }
-}
+pub use convlens_testdata::{fixture, root, shared};
 
 /// A zoo model: the repo copy when there is one, else the shared copy, else `None` (with a
 /// message saying what is skipped).
