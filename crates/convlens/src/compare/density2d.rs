@@ -2,7 +2,7 @@
 
 use super::basis::Basis;
 use super::divergence::Bins;
-use crate::db::shard::ShardReader;
+use super::stream::for_each_filter;
 use crate::db::{Db, DbError};
 use crate::measure::scale_filter;
 use rayon::prelude::*;
@@ -23,40 +23,18 @@ pub fn coefficient_density(
     let parts: Vec<Result<Vec<u64>, DbError>> = models
         .par_iter()
         .map(|&i| {
-            let m = &db.models[i];
             let mut counts = vec![0u64; bins * bins];
-            let Some(shard) = m.kernel(kernel) else {
-                return Ok(counts);
-            };
-            let path = db.dir.join(&shard.shard);
-            let mut r = ShardReader::open(&path, shard.n_filters, kernel[0], kernel[1])
-                .map_err(|e| DbError::Io(path.clone(), e))?;
-            let mut layers: Vec<_> = m.layers.iter().filter(|l| l.kernel == kernel).collect();
-            layers.sort_by_key(|l| l.shard_start);
-            let (mut buf, mut x, mut c) = (Vec::new(), vec![0.0; k], vec![0.0; k]);
-            let (mut id, mut li) = (0u64, 0usize);
-            while r
-                .next_chunk(1 << 16, &mut buf)
-                .map_err(|e| DbError::Io(path.clone(), e))?
-                > 0
-            {
-                for f in buf.chunks_exact(k) {
-                    while li < layers.len() && id >= layers[li].shard_end {
-                        li += 1;
-                    }
-                    id += 1;
-                    let Some(l) = layers.get(li) else { continue };
-                    let linf = f.iter().fold(0f32, |a, &v| a.max(v.abs()));
-                    if l.transposed || f64::from(linf) <= l.layer_norm / 100.0 {
-                        continue;
-                    }
-                    scale_filter(f, &mut x);
-                    basis.transform_into(&x, &mp, &mut c);
-                    if let (Some(ix), Some(iy)) = (b.index(c[0]), b.index(c[1])) {
-                        counts[ix * bins + iy] += 1;
-                    }
+            let (mut x, mut c) = (vec![0.0; k], vec![0.0; k]);
+            for_each_filter(db, &db.models[i], kernel, |_, f, sparse| {
+                if sparse {
+                    return;
                 }
-            }
+                scale_filter(f, &mut x);
+                basis.transform_into(&x, &mp, &mut c);
+                if let (Some(ix), Some(iy)) = (b.index(c[0]), b.index(c[1])) {
+                    counts[ix * bins + iy] += 1;
+                }
+            })?;
             Ok(counts)
         })
         .collect();

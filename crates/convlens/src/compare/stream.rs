@@ -24,7 +24,7 @@ pub fn cell_labels() -> Vec<String> {
 const CHUNK: usize = 1 << 16;
 
 /// Per-layer facts needed while streaming.
-struct LayerView {
+pub(crate) struct LayerView {
     start: u64,
     end: u64,
     limit: f64,
@@ -138,8 +138,9 @@ fn for_each_run(
     })
 }
 
-/// Calls `f(layer, filter, sparse)` for every filter of a model's shard of `kernel`.
-fn for_each_filter(
+/// Calls `f(layer, filter, sparse)` for every filter of a model's shard of `kernel`
+/// (transposed layers left out; `sparse` by the paper rule against the stored layer norm).
+pub(crate) fn for_each_filter(
     db: &Db,
     m: &ModelRecord,
     kernel: [usize; 2],
