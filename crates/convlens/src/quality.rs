@@ -167,7 +167,10 @@ fn check_finite(w: &[f32]) -> Result<(), String> {
     ))
 }
 
-fn measure(layer: &ConvLayer) -> Result<LayerMetrics, String> {
+fn measure(
+    layer: &ConvLayer,
+    after: &dyn Fn(&ConvLayer) -> Result<(), String>,
+) -> Result<LayerMetrics, String> {
     check_nonempty(layer)?;
     // transposed convolutions are measured per output channel: OIHW view
     let (out, inpg) = if layer.transposed {
@@ -192,14 +195,18 @@ fn measure(layer: &ConvLayer) -> Result<LayerMetrics, String> {
     match layer.weight.as_f32_slice() {
         Some(w) if layer.layout == KernelLayout::OIHW => {
             layer.weight.populate_storage();
-            let result = check_finite(w).map(|()| measure_layer(w, &shape));
+            let result = check_finite(w)
+                .map(|()| measure_layer(w, &shape))
+                .and_then(|m| after(layer).map(|()| m));
             layer.weight.release_storage();
             result
         }
         _ => {
             let w = layer.weights_oihw();
             layer.weight.release_storage();
-            check_finite(&w).map(|()| measure_layer(&w, &shape))
+            check_finite(&w)
+                .map(|()| measure_layer(&w, &shape))
+                .and_then(|m| after(layer).map(|()| m))
         }
     }
 }
@@ -209,6 +216,22 @@ pub fn analyse_checkpoint(
     path: &Path,
     ckpt: &Checkpoint,
     kernel: KernelSelect,
+) -> Result<ModelReport, AnalyseError> {
+    analyse_checkpoint_with(path, ckpt, kernel, &|_, _| Ok(()))
+}
+
+/// A function called on every measured layer with its position among the selected layers
+/// (the order of [`ModelReport::layers`]); an error fails the layer like a bad weight.
+pub type LayerHook<'a> = dyn Fn(usize, &ConvLayer) -> Result<(), String> + Sync + 'a;
+
+/// [`analyse_checkpoint`] calling `after(i, layer)` on each selected layer right after it is
+/// measured, while its weights are still mapped in (e.g. to copy them elsewhere); layers are
+/// measured in parallel, so the calls come in any order.
+pub fn analyse_checkpoint_with(
+    path: &Path,
+    ckpt: &Checkpoint,
+    kernel: KernelSelect,
+    after: &LayerHook<'_>,
 ) -> Result<ModelReport, AnalyseError> {
     let ex = extract(ckpt);
     if ex.layers.is_empty() {
@@ -223,8 +246,11 @@ pub fn analyse_checkpoint(
         });
     }
     let selected: Vec<&ConvLayer> = ex.selected(kernel).collect();
-    let metrics: Vec<Result<LayerMetrics, String>> =
-        selected.par_iter().map(|l| measure(l)).collect();
+    let metrics: Vec<Result<LayerMetrics, String>> = selected
+        .par_iter()
+        .enumerate()
+        .map(|(i, l)| measure(l, &|l| after(i, l)))
+        .collect();
     let mut layers = Vec::with_capacity(selected.len());
     for (l, m) in selected.iter().zip(metrics) {
         let m = m.map_err(|reason| AnalyseError::BadLayer {

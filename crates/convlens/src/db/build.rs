@@ -6,13 +6,11 @@ use super::{DbError, FILTERS_DIR, MODELS_DIR};
 use crate::compare::basis::Moments;
 use crate::extract::{extract, KernelSelect};
 use crate::measure::scale_filter;
-use crate::quality::analyse_checkpoint;
+use crate::quality::analyse_checkpoint_with;
 use crate::read::{find_models, model_name, read};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Options of `db build`.
@@ -315,101 +313,172 @@ impl Acc {
     }
 }
 
-/// One shard being written: a temporary file that becomes the shard on success.
+/// One shard being written: a temporary file, sized up front, that becomes the shard on
+/// success; layers are written at their own offsets as soon as they are measured.
 struct ShardOut {
     tmp: PathBuf,
     file: PathBuf,
-    w: BufWriter<File>,
+    out: File,
+    /// Bytes of the `.npy` header.
+    header: u64,
     /// Filters announced in the header.
     n: u64,
     /// Filters written so far.
-    written: u64,
-    n_sparse: u64,
-    acc: Acc,
+    written: std::sync::atomic::AtomicU64,
 }
 
-/// Largest |tap| of a filter (numpy's `np.abs(f).max()` for finite taps).
-#[inline]
-fn linf(f: &[f32]) -> f32 {
-    f.iter().fold(0f32, |a, &x| a.max(x.abs()))
+/// Where a selected layer goes: its kernel size and first filter in that kernel's shard.
+#[derive(Clone, Copy)]
+struct Slot {
+    kernel: [usize; 2],
+    start: u64,
 }
 
-/// Writes `w` (f32) as little-endian bytes.
-fn write_f32s(w: &mut impl Write, data: &[f32]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1 << 16);
-    for chunk in data.chunks(1 << 14) {
+/// Writes `bytes` at `offset` of `f` (positioned write: layers arrive from several threads).
+fn write_at(f: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(bytes, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let (mut bytes, mut offset) = (bytes, offset);
+        while !bytes.is_empty() {
+            let n = f.seek_write(bytes, offset)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            bytes = &bytes[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes per positioned write: the source stays in cache between the copy into the page cache
+/// and the next piece.
+const WRITE_PIECE: usize = 1 << 16;
+
+/// Writes the f32 values `data` at `offset` of `f` as little-endian bytes.
+fn write_f32s_at(f: &File, data: &[f32], offset: u64) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(WRITE_PIECE);
+    let mut at = offset;
+    for chunk in data.chunks(WRITE_PIECE / 4) {
         buf.clear();
         for x in chunk {
             buf.extend_from_slice(&x.to_le_bytes());
         }
-        w.write_all(&buf)?;
+        write_at(f, &buf, at)?;
+        at += buf.len() as u64;
     }
     Ok(())
 }
 
-/// SHA-256 of a file, read in large blocks.
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut h = Sha256::new();
-    let mut f = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+/// Writes `bytes` at `offset` of `f` in [`WRITE_PIECE`] pieces.
+fn write_bytes_at(f: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut at = offset;
+    for piece in bytes.chunks(WRITE_PIECE) {
+        write_at(f, piece, at)?;
+        at += piece.len() as u64;
     }
-    Ok(format!("{:x}", h.finalize()))
+    Ok(())
 }
 
-/// Streams the selected layers of `ex` into one shard per kernel size (written straight from
-/// the file's bytes when they are float32 in C order) and adds their non-sparse filters to the
-/// moments; returns the layer records and the finished shards.
-fn write_shards(
-    name: &str,
-    db_dir: &Path,
-    layers: &[&crate::extract::ConvLayer],
-    report: &crate::quality::ModelReport,
-    open: &mut BTreeMap<[usize; 2], ShardOut>,
-) -> Result<Vec<LayerRecord>, String> {
-    let mut totals: BTreeMap<[usize; 2], u64> = BTreeMap::new();
-    for l in layers {
-        *totals.entry([l.kh, l.kw]).or_default() += l.n_filters as u64;
-    }
-    for (&kk, &n) in &totals {
-        let dir = db_dir
-            .join(FILTERS_DIR)
-            .join(format!("{}x{}", kk[0], kk[1]));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let file = dir.join(format!("{name}.npy"));
-        let tmp = file.with_extension("npy.tmp");
-        let f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(&npy_header(&[n as usize, kk[0], kk[1]]))
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        open.insert(
-            kk,
-            ShardOut {
-                tmp,
-                file,
-                w,
-                n,
-                written: 0,
-                n_sparse: 0,
-                acc: Acc::new(kk[0] * kk[1]),
-            },
-        );
-    }
-    let mut records = Vec::with_capacity(layers.len());
-    for (li, (l, m)) in layers.iter().zip(&report.layers).enumerate() {
-        if let Some(next) = layers.get(li + 1) {
-            next.weight.prefetch_storage();
+/// The shards of one model being written.
+struct ShardSet {
+    shards: BTreeMap<[usize; 2], ShardOut>,
+    slots: Vec<Slot>,
+    /// Per selected layer: the Σx, Σxxᵀ of its l∞-scaled non-sparse filters (forward
+    /// convolutions only), filled as layers are written.
+    moments: std::sync::Mutex<Vec<Option<Moments>>>,
+}
+
+impl ShardSet {
+    /// Creates one temporary shard per kernel size of `layers`, sized for all their filters.
+    fn create(
+        name: &str,
+        db_dir: &Path,
+        layers: &[&crate::extract::ConvLayer],
+    ) -> Result<ShardSet, String> {
+        let mut totals: BTreeMap<[usize; 2], u64> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(layers.len());
+        for l in layers {
+            let kernel = [l.kh, l.kw];
+            let t = totals.entry(kernel).or_default();
+            slots.push(Slot { kernel, start: *t });
+            *t += l.n_filters as u64;
         }
-        let kk = [l.kh, l.kw];
-        let k = l.kh * l.kw;
-        let Some(out) = open.get_mut(&kk) else {
-            return Err(format!("{}: no shard for {}x{}", l.name, kk[0], kk[1]));
+        let mut set = ShardSet {
+            shards: BTreeMap::new(),
+            slots,
+            moments: std::sync::Mutex::new(vec![None; layers.len()]),
         };
+        match set.create_files(name, db_dir, &totals) {
+            Ok(()) => Ok(set),
+            Err(e) => {
+                set.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the temporary shard files with their headers, `totals` filters each.
+    fn create_files(
+        &mut self,
+        name: &str,
+        db_dir: &Path,
+        totals: &BTreeMap<[usize; 2], u64>,
+    ) -> Result<(), String> {
+        for (&kk, &n) in totals {
+            let dir = db_dir
+                .join(FILTERS_DIR)
+                .join(format!("{}x{}", kk[0], kk[1]));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let file = dir.join(format!("{name}.npy"));
+            let tmp = file.with_extension("npy.tmp");
+            let out = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            // registered before anything else can fail, so that `remove` deletes it
+            let header = npy_header(&[n as usize, kk[0], kk[1]]);
+            self.shards.insert(
+                kk,
+                ShardOut {
+                    tmp: tmp.clone(),
+                    file,
+                    out,
+                    header: header.len() as u64,
+                    n,
+                    written: std::sync::atomic::AtomicU64::new(0),
+                },
+            );
+            let Some(s) = self.shards.get(&kk) else {
+                continue;
+            };
+            let bytes = n
+                .checked_mul((kk[0] * kk[1]) as u64 * 4)
+                .and_then(|b| b.checked_add(s.header));
+            let Some(bytes) = bytes else {
+                return Err(format!("{}: shard size overflows", tmp.display()));
+            };
+            s.out
+                .set_len(bytes)
+                .and_then(|()| write_at(&s.out, &header, 0))
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes selected layer `i` (its filters in stored order) into its shard and records the
+    /// moments of its scaled non-sparse filters.
+    fn write_layer(&self, i: usize, l: &crate::extract::ConvLayer) -> Result<(), String> {
+        let Some(slot) = self.slots.get(i) else {
+            return Err(format!("{}: layer {i} not planned", l.name));
+        };
+        let Some(out) = self.shards.get(&slot.kernel) else {
+            return Err(format!("{}: no shard for {:?}", l.name, slot.kernel));
+        };
+        let k = l.kh * l.kw;
         let owned;
         let filters: &[f32] = match l.weight.as_f32_slice() {
             Some(w) => w,
@@ -418,21 +487,30 @@ fn write_shards(
                 &owned
             }
         };
-        let limit = m.layer_norm / 100.0;
-        let start = out.written;
-        let n_layer = (filters.len() / k) as u64;
-        if out.written + n_layer > out.n {
-            return Err(format!("{}: more filters than announced", l.name));
+        let n_layer = (filters.len() / k.max(1)) as u64;
+        if n_layer != l.n_filters as u64 || slot.start + n_layer > out.n {
+            return Err(format!(
+                "{}: {n_layer} filters do not fit the shard",
+                l.name
+            ));
         }
-        for f in filters.chunks_exact(k) {
-            let sparse = f64::from(linf(f)) <= limit;
-            if sparse {
-                out.n_sparse += 1;
-            } else if !l.transposed {
-                // transposed convolutions are stored but not part of the basis (no depth rank)
-                out.acc.add(f);
+        if !l.transposed {
+            // transposed convolutions are stored but not part of the basis (no depth rank)
+            let layer_norm = filters.iter().fold(0f32, |a, &x| a.max(x.abs()));
+            let limit = f64::from(layer_norm) / 100.0;
+            let mut acc = Acc::new(k);
+            for f in filters.chunks_exact(k) {
+                if f64::from(linf(f)) > limit {
+                    acc.add(f);
+                }
+            }
+            if let Ok(mut m) = self.moments.lock() {
+                if let Some(slot) = m.get_mut(i) {
+                    *slot = Some(acc.into_moments());
+                }
             }
         }
+        let offset = out.header + slot.start * k as u64 * 4;
         let whole = &filters[..n_layer as usize * k];
         let written = if cfg!(target_endian = "little") && l.weight.as_f32_slice().is_some() {
             // the file's bytes already are little-endian float32 in this order
@@ -443,43 +521,57 @@ fn write_shards(
                 .as_slice()
                 .get(span.start..span.start + whole.len() * 4);
             match bytes {
-                Some(b) => out.w.write_all(b),
-                None => write_f32s(&mut out.w, whole),
+                Some(b) => write_bytes_at(&out.out, b, offset),
+                None => write_f32s_at(&out.out, whole, offset),
             }
         } else {
-            write_f32s(&mut out.w, whole)
+            write_f32s_at(&out.out, whole, offset)
         };
         written.map_err(|e| format!("{}: {e}", out.tmp.display()))?;
-        out.written += n_layer;
-        // the file pages of this weight are not needed again
-        l.weight.release_storage();
-        records.push(LayerRecord {
-            name: l.name.clone(),
-            weight_name: l.weight_name.clone(),
-            op: l.op.to_string(),
-            transposed: l.transposed,
-            kernel: kk,
-            shape: l.shape,
-            out_channels: l.out_channels,
-            in_channels: l.in_per_group,
-            groups: l.groups,
-            depth: l.depth,
-            conv_depth: l.conv_depth,
-            conv_depth_norm: l.conv_depth_norm,
-            depth_group: m.depth_group.map(|b| b.label()),
-            shard_start: start,
-            shard_end: start + l.n_filters as u64,
-            layer_norm: m.layer_norm,
-            sparse_filters: m.sparse_filters,
-            nonsparse_filters: m.nonsparse_filters,
-            sparsity: m.sparsity,
-            variance_entropy: m.variance_entropy,
-            orthogonality: m.orthogonality,
-            l1_norm: m.l1_norm,
-            l2_norm: m.l2_norm,
-        });
+        out.written
+            .fetch_add(n_layer, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
-    Ok(records)
+
+    /// Deletes the temporary files.
+    fn remove(&self) {
+        for s in self.shards.values() {
+            let _ = std::fs::remove_file(&s.tmp);
+        }
+    }
+}
+
+/// Largest |tap| of a filter (numpy's `np.abs(f).max()` for finite taps).
+#[inline]
+fn linf(f: &[f32]) -> f32 {
+    f.iter().fold(0f32, |a, &x| a.max(x.abs()))
+}
+
+/// Bytes hashed between two hand-backs of the file's pages (see [`file_blake3`]).
+const HASH_SPAN: usize = 8 << 20;
+
+/// BLAKE3 of a file (hex), read through a memory map `HASH_SPAN` bytes at a time, each span's
+/// pages handed back once hashed so that a large file does not stay resident.
+fn file_blake3(path: &Path) -> std::io::Result<String> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut h = blake3::Hasher::new();
+    if len == 0 {
+        return Ok(h.finalize().to_hex().to_string());
+    }
+    // SAFETY: a read-only map of a file the build does not write; as for every map of a
+    // checkpoint (see `read`), a concurrent rewrite by another process would change the bytes
+    // read, not memory safety of this process beyond that documented caveat of file maps.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let blob = convlens_core::Blob::from_mmap(map);
+    let bytes = blob.as_slice();
+    for start in (0..bytes.len()).step_by(HASH_SPAN) {
+        let end = bytes.len().min(start + HASH_SPAN);
+        blob.populate(start..end);
+        h.update(&bytes[start..end]);
+        blob.release(start..end);
+    }
+    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Extracts, measures and stores one model; returns its record.
@@ -526,59 +618,93 @@ fn process_model(
     for l in &layers {
         l.weight.prefetch_storage();
     }
-    let report = analyse_checkpoint(path, &ckpt, kernel).map_err(|e| e.to_string())?;
-    let mut open = BTreeMap::new();
-    let records = match write_shards(name, db_dir, &layers, &report, &mut open) {
+    let set = ShardSet::create(name, db_dir, &layers)?;
+    let finish = || -> Result<_, NotStored> {
+        let report = analyse_checkpoint_with(path, &ckpt, kernel, &|i, l| set.write_layer(i, l))
+            .map_err(|e| e.to_string())?;
+        if report.layers.len() != set.slots.len() {
+            return Err(format!(
+                "{} layers measured, {} planned",
+                report.layers.len(),
+                set.slots.len()
+            )
+            .into());
+        }
+        let moments = set.moments.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut records = Vec::with_capacity(layers.len());
+        let mut per_kernel: BTreeMap<[usize; 2], (u64, Moments)> = BTreeMap::new();
+        for (i, (m, slot)) in report.layers.iter().zip(&set.slots).enumerate() {
+            let k = slot.kernel[0] * slot.kernel[1];
+            let entry = per_kernel
+                .entry(slot.kernel)
+                .or_insert_with(|| (0, Moments::new(k)));
+            entry.0 += m.sparse_filters as u64;
+            if let Some(Some(lm)) = moments.get(i) {
+                entry.1.merge(lm);
+            }
+            records.push(LayerRecord {
+                name: m.name.clone(),
+                weight_name: m.weight_name.clone(),
+                op: m.op.to_string(),
+                transposed: m.transposed,
+                kernel: m.kernel,
+                shape: m.shape,
+                out_channels: m.out_channels,
+                in_channels: m.in_channels,
+                groups: m.groups,
+                depth: m.depth,
+                conv_depth: m.conv_depth,
+                conv_depth_norm: m.conv_depth_norm,
+                depth_group: m.depth_group.map(|b| b.label()),
+                shard_start: slot.start,
+                shard_end: slot.start + m.filters as u64,
+                layer_norm: m.layer_norm,
+                sparse_filters: m.sparse_filters,
+                nonsparse_filters: m.nonsparse_filters,
+                sparsity: m.sparsity,
+                variance_entropy: m.variance_entropy,
+                orthogonality: m.orthogonality,
+                l1_norm: m.l1_norm,
+                l2_norm: m.l2_norm,
+            });
+        }
+        let mut shards = Vec::new();
+        for (kk, s) in &set.shards {
+            let written = s.written.load(std::sync::atomic::Ordering::Relaxed);
+            if written != s.n {
+                return Err(
+                    format!("{}: wrote {written} of {} filters", s.file.display(), s.n).into(),
+                );
+            }
+            std::fs::rename(&s.tmp, &s.file).map_err(|e| format!("{}: {e}", s.file.display()))?;
+            let (n_sparse, moments) = per_kernel
+                .remove(kk)
+                .unwrap_or_else(|| (0, Moments::new(kk[0] * kk[1])));
+            shards.push(KernelShard {
+                kernel: *kk,
+                shard: format!("{FILTERS_DIR}/{}x{}/{name}.npy", kk[0], kk[1]),
+                n_filters: s.n,
+                n_sparse,
+                moments,
+            });
+        }
+        Ok((report, records, shards))
+    };
+    let (report, records, shards) = match finish() {
         Ok(r) => r,
         Err(e) => {
-            for s in open.values() {
-                let _ = std::fs::remove_file(&s.tmp);
-            }
-            return Err(e.into());
+            set.remove();
+            return Err(e);
         }
     };
-    let mut shards = Vec::new();
-    for (kk, s) in open {
-        let ShardOut {
-            tmp,
-            file,
-            mut w,
-            n,
-            written,
-            n_sparse,
-            acc,
-        } = s;
-        let done = if written == n {
-            w.flush()
-                .and_then(|_| std::fs::rename(&tmp, &file))
-                .map_err(|e| format!("{}: {e}", file.display()))
-        } else {
-            Err(format!(
-                "{}: wrote {written} of {n} filters",
-                file.display()
-            ))
-        };
-        drop(w);
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-        shards.push(KernelShard {
-            kernel: kk,
-            shard: format!("{FILTERS_DIR}/{}x{}/{name}.npy", kk[0], kk[1]),
-            n_filters: n,
-            n_sparse,
-            moments: acc.into_moments(),
-        });
-    }
-    let sha256 = file_sha256(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let blake3 = file_blake3(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(ModelRecord {
         name: name.to_string(),
         file: rel.to_string(),
         format: ckpt.format.name().to_string(),
         size: fmeta.len(),
         mtime_ns: mtime_ns(&fmeta),
-        sha256,
+        blake3,
         meta,
         n_conv_layers: report.n_conv_layers,
         n_conv_depths: report.n_conv_depths,
@@ -693,6 +819,7 @@ pub fn build(
             let reuse = existing.get(name).filter(|old| {
                 !opts.force
                     && old.file == r
+                    && !old.blake3.is_empty()
                     && std::fs::metadata(path)
                         .map(|m| m.len() == old.size && mtime_ns(&m) == old.mtime_ns)
                         .unwrap_or(false)
@@ -817,6 +944,36 @@ fn remove_model(db_dir: &Path, rec: Option<&ModelRecord>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_hash_is_blake3_of_the_bytes_over_several_spans() {
+        let dir = std::env::temp_dir().join(format!("convlens-b3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // the published BLAKE3 test value of the empty input
+        let empty = dir.join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(
+            file_blake3(&empty).unwrap(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        // 2.5 spans of pseudo-random bytes: the span-wise hash is the hash of the whole
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let bytes: Vec<u8> = (0..HASH_SPAN * 5 / 2 + 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let big = dir.join("big");
+        std::fs::write(&big, &bytes).unwrap();
+        assert_eq!(
+            file_blake3(&big).unwrap(),
+            blake3::hash(&bytes).to_hex().to_string()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn fixed_size_moments_are_bit_identical_to_moments_add() {

@@ -139,15 +139,18 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
             let mut scaled = Vec::new();
             let mut x = [0.0; 9];
             let mut sparse = 0;
+            // per layer, then merged: the same sums in the same order as `db build`
+            let mut layer_moments = Moments::new(9);
             for (f, &s) in w.chunks_exact(9).zip(&mask) {
                 if s {
                     sparse += 1;
                 } else {
                     scale_filter(f, &mut x);
-                    moments.add(&x);
+                    layer_moments.add(&x);
                     scaled.extend_from_slice(&x);
                 }
             }
+            moments.merge(&layer_moments);
             n_sparse += sparse as u64;
             let depth = parse(&cd[r], "conv_depth", r)? as usize;
             let norm = parse(&cdn[r], "conv_depth_norm", r)?;
@@ -205,7 +208,7 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
             format: "filter-db-npy".into(),
             size: 0,
             mtime_ns: 0,
-            sha256: String::new(),
+            blake3: String::new(),
             meta,
             n_conv_layers: rows.len(),
             n_conv_depths: rows.len(),

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `models/<name>.json` | one record per model: file, format, hash, meta-table row, layers with their metrics and shard ranges, per-kernel moments of the scaled filters |
 //! | `filters/<kh>x<kw>/<name>.npy` | the model's filters of that kernel size, `N × kh × kw` float32 (numpy can `np.load(..., mmap_mode="r")` them) |
-//! | `models.parquet`, `models.csv` | model table: meta columns, file, format, sha256, counts, global filter id ranges |
+//! | `models.parquet`, `models.csv` | model table: meta columns, file, format, BLAKE3 hash, counts, global filter id ranges |
 //! | `layers.parquet`, `layers.csv` | layer table: model, layer, kernel, shape, groups, depths, depth group, filter ids, sparse count, metrics |
 //! | `status.csv` | every model and file with its outcome (added, unchanged, failed + reason, duplicate, missing file, no meta row, removed) |
 
@@ -166,7 +166,7 @@ impl Db {
             .map_err(terr)?;
         t.push_column("size", s(&|m| m.size.to_string()))
             .map_err(terr)?;
-        t.push_column("sha256", s(&|m| m.sha256.clone()))
+        t.push_column("blake3", s(&|m| m.blake3.clone()))
             .map_err(terr)?;
         t.push_column("conv_layers", s(&|m| m.n_conv_layers.to_string()))
             .map_err(terr)?;

@@ -103,8 +103,10 @@ pub struct ModelRecord {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
-    /// SHA-256 of the file.
-    pub sha256: String,
+    /// BLAKE3 hash of the file's bytes (hex; what `b3sum FILE` prints). Empty for a record that
+    /// was imported rather than built from a file.
+    #[serde(default)]
+    pub blake3: String,
     /// Meta-table cells of the model, in the table's column order (empty without a row).
     pub meta: Vec<(String, String)>,
     /// Forward convolution layers of any kernel size in the file.
