@@ -96,6 +96,10 @@ pub struct LayerReport {
     pub mean_filter_l2: f64,
     /// torchconvquality 0.3.0 variants.
     pub tcq: crate::measure::TcqMetrics,
+    /// Count, Σx and Σxxᵀ of the l∞-scaled non-sparse filters (see
+    /// [`LayerMetrics::basis_moments`]). Not serialised.
+    #[serde(skip)]
+    pub basis_moments: Option<crate::compare::basis::Moments>,
 }
 
 /// A depth group of one model with its aggregate metrics.
@@ -291,6 +295,7 @@ pub fn analyse_checkpoint_with(
             l2_norm: m.l2_norm,
             mean_filter_l2: m.mean_filter_l2,
             tcq: m.tcq,
+            basis_moments: m.basis_moments,
         });
     }
     let depth_groups = aggregate_by_depth(&layers);

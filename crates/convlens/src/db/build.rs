@@ -5,7 +5,6 @@ use super::shard::npy_header;
 use super::{DbError, FILTERS_DIR, MODELS_DIR};
 use crate::compare::basis::Moments;
 use crate::extract::{extract, KernelSelect};
-use crate::measure::scale_filter;
 use crate::quality::analyse_checkpoint_with;
 use crate::read::{find_models, model_name, read};
 use rayon::prelude::*;
@@ -218,101 +217,6 @@ impl MetaTable {
     }
 }
 
-/// Running sums of the l∞-scaled non-sparse filters of one kernel size: the generic
-/// [`Moments`], or for 3×3 filters a fixed-size accumulator that fills only the upper triangle
-/// of Σxxᵀ. Both add every product in the same order as [`Moments::add`], so the sums are
-/// bit-identical.
-enum Acc {
-    Generic(Moments, Vec<f64>),
-    K9(Box<Acc9>),
-}
-
-/// Σ and the upper triangle of Σxxᵀ of 3×3 filters.
-struct Acc9 {
-    n: u64,
-    sum: [f64; 9],
-    outer: [f64; 81],
-}
-
-impl Acc {
-    fn new(k: usize) -> Acc {
-        if k == 9 {
-            Acc::K9(Box::new(Acc9 {
-                n: 0,
-                sum: [0.0; 9],
-                outer: [0.0; 81],
-            }))
-        } else {
-            Acc::Generic(Moments::new(k), vec![0.0; k])
-        }
-    }
-
-    /// Adds filter `f` (taps in f32) divided by its largest |tap| (`linf`; 1 when it is 0,
-    /// NaN when a tap is NaN), as [`scale_filter`] does.
-    #[inline]
-    fn add(&mut self, f: &[f32]) {
-        match self {
-            Acc::Generic(m, x) => {
-                scale_filter(f, x);
-                m.add(x);
-            }
-            Acc::K9(a) => {
-                let Acc9 { n, sum, outer } = &mut **a;
-                let Ok(f) = <&[f32; 9]>::try_from(f) else {
-                    return;
-                };
-                let mut den = 0f32;
-                let mut nan = false;
-                for &v in f {
-                    let a = v.abs();
-                    nan |= a.is_nan();
-                    den = den.max(a);
-                }
-                let den = if nan {
-                    f64::NAN
-                } else if den == 0.0 {
-                    1.0
-                } else {
-                    f64::from(den)
-                };
-                let mut x = [0.0f64; 9];
-                for i in 0..9 {
-                    x[i] = f64::from(f[i]) / den;
-                }
-                *n += 1;
-                for i in 0..9 {
-                    sum[i] += x[i];
-                    let xi = x[i];
-                    for j in i..9 {
-                        outer[i * 9 + j] += xi * x[j];
-                    }
-                }
-            }
-        }
-    }
-
-    fn into_moments(self) -> Moments {
-        match self {
-            Acc::Generic(m, _) => m,
-            Acc::K9(a) => {
-                let Acc9 { n, sum, mut outer } = *a;
-                // xᵢxⱼ == xⱼxᵢ exactly, summed in the same order: mirror the triangle
-                for i in 0..9 {
-                    for j in 0..i {
-                        outer[i * 9 + j] = outer[j * 9 + i];
-                    }
-                }
-                Moments {
-                    dim: 9,
-                    n,
-                    sum: sum.to_vec(),
-                    outer: outer.to_vec(),
-                }
-            }
-        }
-    }
-}
-
 /// One shard being written: a temporary file, sized up front, that becomes the shard on
 /// success; layers are written at their own offsets as soon as they are measured.
 struct ShardOut {
@@ -390,9 +294,6 @@ fn write_bytes_at(f: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
 struct ShardSet {
     shards: BTreeMap<[usize; 2], ShardOut>,
     slots: Vec<Slot>,
-    /// Per selected layer: the Σx, Σxxᵀ of its l∞-scaled non-sparse filters (forward
-    /// convolutions only), filled as layers are written.
-    moments: std::sync::Mutex<Vec<Option<Moments>>>,
 }
 
 impl ShardSet {
@@ -413,7 +314,6 @@ impl ShardSet {
         let mut set = ShardSet {
             shards: BTreeMap::new(),
             slots,
-            moments: std::sync::Mutex::new(vec![None; layers.len()]),
         };
         match set.create_files(name, db_dir, &totals) {
             Ok(()) => Ok(set),
@@ -469,8 +369,7 @@ impl ShardSet {
         Ok(())
     }
 
-    /// Writes selected layer `i` (its filters in stored order) into its shard and records the
-    /// moments of its scaled non-sparse filters.
+    /// Writes selected layer `i` (its filters in stored order) into its shard.
     fn write_layer(&self, i: usize, l: &crate::extract::ConvLayer) -> Result<(), String> {
         let Some(slot) = self.slots.get(i) else {
             return Err(format!("{}: layer {i} not planned", l.name));
@@ -493,22 +392,6 @@ impl ShardSet {
                 "{}: {n_layer} filters do not fit the shard",
                 l.name
             ));
-        }
-        if !l.transposed {
-            // transposed convolutions are stored but not part of the basis (no depth rank)
-            let layer_norm = filters.iter().fold(0f32, |a, &x| a.max(x.abs()));
-            let limit = f64::from(layer_norm) / 100.0;
-            let mut acc = Acc::new(k);
-            for f in filters.chunks_exact(k) {
-                if f64::from(linf(f)) > limit {
-                    acc.add(f);
-                }
-            }
-            if let Ok(mut m) = self.moments.lock() {
-                if let Some(slot) = m.get_mut(i) {
-                    *slot = Some(acc.into_moments());
-                }
-            }
         }
         let offset = out.header + slot.start * k as u64 * 4;
         let whole = &filters[..n_layer as usize * k];
@@ -539,12 +422,6 @@ impl ShardSet {
             let _ = std::fs::remove_file(&s.tmp);
         }
     }
-}
-
-/// Largest |tap| of a filter (numpy's `np.abs(f).max()` for finite taps).
-#[inline]
-fn linf(f: &[f32]) -> f32 {
-    f.iter().fold(0f32, |a, &x| a.max(x.abs()))
 }
 
 /// Bytes hashed between two hand-backs of the file's pages (see [`file_blake3`]).
@@ -630,17 +507,28 @@ fn process_model(
             )
             .into());
         }
-        let moments = set.moments.lock().map(|m| m.clone()).unwrap_or_default();
         let mut records = Vec::with_capacity(layers.len());
         let mut per_kernel: BTreeMap<[usize; 2], (u64, Moments)> = BTreeMap::new();
-        for (i, (m, slot)) in report.layers.iter().zip(&set.slots).enumerate() {
+        for (m, slot) in report.layers.iter().zip(&set.slots) {
             let k = slot.kernel[0] * slot.kernel[1];
             let entry = per_kernel
                 .entry(slot.kernel)
                 .or_insert_with(|| (0, Moments::new(k)));
             entry.0 += m.sparse_filters as u64;
-            if let Some(Some(lm)) = moments.get(i) {
-                entry.1.merge(lm);
+            // transposed convolutions are stored but not part of the basis (no depth rank)
+            match (&m.basis_moments, m.transposed) {
+                (_, true) => {}
+                (Some(lm), false) => entry.1.merge(lm),
+                (None, false) => {
+                    return Err(format!(
+                        "{}: {}x{} kernels are too large for the filter basis (at most {} taps)",
+                        m.name,
+                        slot.kernel[0],
+                        slot.kernel[1],
+                        crate::measure::MAX_SPECTRUM_TAPS
+                    )
+                    .into())
+                }
             }
             records.push(LayerRecord {
                 name: m.name.clone(),
@@ -973,35 +861,5 @@ mod tests {
             blake3::hash(&bytes).to_hex().to_string()
         );
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn fixed_size_moments_are_bit_identical_to_moments_add() {
-        let mut s = 0x1234_5678u64;
-        let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
-        };
-        let mut filters: Vec<f32> = (0..9 * 3000).map(|_| next()).collect();
-        filters.extend([0.0; 9]);
-        let mut acc = Acc::new(9);
-        let mut m = Moments::new(9);
-        let mut x = [0.0; 9];
-        for f in filters.chunks_exact(9) {
-            acc.add(f);
-            scale_filter(f, &mut x);
-            m.add(&x);
-        }
-        let got = acc.into_moments();
-        assert_eq!(got.n, 3001);
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got.sum), bits(&m.sum));
-        assert_eq!(bits(&got.outer), bits(&m.outer));
-        // other kernel sizes take the generic path
-        let mut acc5 = Acc::new(25);
-        acc5.add(&filters[..25]);
-        assert_eq!(acc5.into_moments().n, 1);
     }
 }

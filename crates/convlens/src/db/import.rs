@@ -20,7 +20,7 @@ use super::shard::write_npy_f32;
 use super::{DbError, FILTERS_DIR, MODELS_DIR};
 use crate::compare::basis::Moments;
 use crate::depth::DepthBin;
-use crate::measure::{entropy_base10, scale_filter, sparse_mask, variance_spectrum};
+use crate::measure::{basis_moments, entropy_base10, scale_filter, sparse_mask, variance_spectrum};
 use convlens_core::Blob;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -139,18 +139,18 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
             let mut scaled = Vec::new();
             let mut x = [0.0; 9];
             let mut sparse = 0;
-            // per layer, then merged: the same sums in the same order as `db build`
-            let mut layer_moments = Moments::new(9);
             for (f, &s) in w.chunks_exact(9).zip(&mask) {
                 if s {
                     sparse += 1;
                 } else {
                     scale_filter(f, &mut x);
-                    layer_moments.add(&x);
                     scaled.extend_from_slice(&x);
                 }
             }
-            moments.merge(&layer_moments);
+            // per layer, then merged: the same sums in the same order as `db build`
+            if let Some(lm) = basis_moments(&w, 9) {
+                moments.merge(&lm);
+            }
             n_sparse += sparse as u64;
             let depth = parse(&cd[r], "conv_depth", r)? as usize;
             let norm = parse(&cdn[r], "conv_depth_norm", r)?;

@@ -16,6 +16,7 @@
 //!   The oracle's LAPACK SVD only returns that exact 0 for some tap positions (reliably for the
 //!   first and last tap, rarely for middle taps); convlens applies the rule to every position.
 
+mod fused;
 mod norms;
 mod orthogonality;
 mod sparsity;
@@ -27,6 +28,7 @@ pub use variance_entropy::{
     entropy_base10, entropy_max_threshold, scale_filter, variance_spectrum, MAX_SPECTRUM_TAPS,
 };
 
+use crate::compare::basis::Moments;
 use serde::Serialize;
 
 /// Shape of a convolution weight in OIHW order (`groups` only affects
@@ -111,6 +113,37 @@ pub struct LayerMetrics {
     pub mean_filter_l2: f64,
     /// torchconvquality 0.3.0 variants.
     pub tcq: TcqMetrics,
+    /// Count, Σx and Σxxᵀ (full `k × k`, exactly symmetric) of the l∞-scaled non-sparse
+    /// filters, the filters of `variance_entropy`: the sufficient statistics of the PCA basis.
+    /// As precise as summing the products directly in `f64`. `None` when `kh * kw` exceeds
+    /// [`MAX_SPECTRUM_TAPS`]. Not serialised.
+    #[serde(skip)]
+    pub basis_moments: Option<Moments>,
+}
+
+/// Count, Σx and Σxxᵀ of the l∞-scaled non-sparse filters among `w` (`k` taps each): the
+/// [`LayerMetrics::basis_moments`] of a layer holding these filters in this order, without the
+/// other metrics. `None` when `k` is 0 or above [`MAX_SPECTRUM_TAPS`] or `w` is not whole
+/// filters.
+pub fn basis_moments(w: &[f32], k: usize) -> Option<Moments> {
+    if k == 0 || k > MAX_SPECTRUM_TAPS || !w.len().is_multiple_of(k) {
+        return None;
+    }
+    let n = w.len() / k;
+    let stats = norms::filter_stats(w, n, k);
+    let (_, paper_sparse) = sparsity::paper_mask(&stats);
+    let tcq_sparse = sparsity::tcq_mask(&stats);
+    let sums = fused::layer_sums(&fused::Layer {
+        w,
+        n,
+        k,
+        stats: &stats,
+        paper_sparse: &paper_sparse,
+        tcq_sparse: &tcq_sparse,
+        // as `measure_layer` runs it, so that the bits are the same
+        clean: tcq_sparse.iter().any(|&s| s),
+    });
+    sums.first().map(fused::Shifted::uncentred)
 }
 
 /// Measures one convolution layer given its OIHW `f32` weights.
@@ -137,20 +170,31 @@ pub fn measure_layer(w: &[f32], shape: &LayerShape) -> LayerMetrics {
     let n_nonsparse = n - sparse_filters;
 
     let tcq_sparse_count = tcq_sparse.iter().filter(|&&s| s).count();
-    let (variance_entropy, (ve, ve_n), (vc, vc_n)) = if k <= MAX_SPECTRUM_TAPS {
-        entropies(
+    let e = if k <= MAX_SPECTRUM_TAPS {
+        entropies(&fused::Layer {
             w,
             n,
             k,
-            &stats,
-            &paper_sparse,
-            &tcq_sparse,
-            tcq_sparse_count,
-        )
+            stats: &stats,
+            paper_sparse: &paper_sparse,
+            tcq_sparse: &tcq_sparse,
+            clean: tcq_sparse_count > 0,
+        })
     } else {
         let nan = f64::NAN;
-        (nan, (nan, nan), (nan, nan))
+        Entropies {
+            paper: nan,
+            tcq: (nan, nan),
+            clean: (nan, nan),
+            basis: None,
+        }
     };
+    let Entropies {
+        paper: variance_entropy,
+        tcq: (ve, ve_n),
+        clean: (vc, vc_n),
+        basis: basis_moments,
+    } = e;
 
     let row_len = shape.in_per_group.saturating_mul(k);
     let ortho = orthogonality(w, shape.out_channels, row_len);
@@ -188,92 +232,43 @@ pub fn measure_layer(w: &[f32], shape: &LayerShape) -> LayerMetrics {
             variance_entropy_clean_norm: vc_n,
             orthogonality: ortho,
         },
+        basis_moments,
     }
 }
 
-/// Paper entropy, tcq entropy (all filters) and tcq entropy (non-tcq-sparse filters), each tcq
-/// one with its normalised value.
-fn entropies(
-    w: &[f32],
-    n: usize,
-    k: usize,
-    stats: &norms::FilterStats,
-    paper_sparse: &[bool],
-    tcq_sparse: &[bool],
-    tcq_sparse_count: usize,
-) -> (f64, (f64, f64), (f64, f64)) {
-    // One sweep for the three selections: 0 = the paper's l-inf scaled non-sparse filters;
-    // 1 = torchconvquality's raw filters, all; 2 = raw, not tcq-sparse (only when some are).
-    let sel = EntropySelections {
-        w,
-        k,
-        stats,
-        paper_sparse,
-        tcq_sparse,
-        count: if tcq_sparse_count == 0 { 2 } else { 3 },
-    };
-    let m = variance_entropy::moments_many(n, k, &sel);
-    let variance_entropy = m.first().map_or(f64::NAN, variance_entropy::paper_entropy);
+/// The variance entropies of a layer and the sums of the paper entropy's filters.
+struct Entropies {
+    /// Paper entropy.
+    paper: f64,
+    /// tcq entropy of all filters and its normalised value.
+    tcq: (f64, f64),
+    /// tcq entropy of the non-tcq-sparse filters and its normalised value.
+    clean: (f64, f64),
+    /// Uncentred sums of the l-inf scaled non-sparse filters.
+    basis: Option<Moments>,
+}
+
+/// [`Entropies`] of a layer.
+fn entropies(lay: &fused::Layer) -> Entropies {
+    // One pass for the selections: 0 = the paper's l-inf scaled non-sparse filters; 1 =
+    // torchconvquality's raw filters, all; 2 = raw, not tcq-sparse (only when some are).
+    let sums = fused::layer_sums(lay);
+    let variance_entropy = sums
+        .first()
+        .map_or(f64::NAN, |s| variance_entropy::paper_entropy(&s.centred()));
     let nan = (f64::NAN, f64::NAN);
-    let (ve, ve_n) = m.get(1).map_or(nan, variance_entropy::tcq_entropy);
-    let (vc, vc_n) = match m.get(2) {
-        Some(clean) => variance_entropy::tcq_entropy(clean),
+    let (ve, ve_n) = sums
+        .get(1)
+        .map_or(nan, |s| variance_entropy::tcq_entropy(&s.centred()));
+    let (vc, vc_n) = match sums.get(2) {
+        Some(clean) => variance_entropy::tcq_entropy(&clean.centred()),
         None => (ve, ve_n),
     };
-    (variance_entropy, (ve, ve_n), (vc, vc_n))
-}
-
-/// The filters as the three entropies see them (see `entropies`).
-struct EntropySelections<'a> {
-    w: &'a [f32],
-    k: usize,
-    stats: &'a norms::FilterStats,
-    paper_sparse: &'a [bool],
-    tcq_sparse: &'a [bool],
-    count: usize,
-}
-
-impl variance_entropy::Selections for EntropySelections<'_> {
-    fn count(&self) -> usize {
-        self.count
-    }
-
-    #[inline(always)]
-    fn rows(&self, rows: std::ops::Range<usize>, sel: usize, out: &mut Vec<f64>) -> usize {
-        let k = self.k;
-        let w = &self.w[rows.start * k..rows.end * k];
-        let filters = rows.clone().map(|i| (&self.w[i * k..(i + 1) * k], i));
-        match sel {
-            0 => {
-                let mut n = 0;
-                for (f, i) in filters {
-                    if self.paper_sparse[i] {
-                        continue;
-                    }
-                    // pca.ipynb scale(): divide by the l-inf norm (0 -> 1; non-sparse filters
-                    // are never 0)
-                    let den = f64::from(self.stats.linf(i));
-                    let den = if den == 0.0 { 1.0 } else { den };
-                    out.extend(f.iter().map(|&x| f64::from(x) / den));
-                    n += 1;
-                }
-                n
-            }
-            1 => {
-                out.extend(w.iter().map(|&x| f64::from(x)));
-                rows.len()
-            }
-            _ => {
-                let mut n = 0;
-                for (f, i) in filters {
-                    if !self.tcq_sparse[i] {
-                        out.extend(f.iter().map(|&x| f64::from(x)));
-                        n += 1;
-                    }
-                }
-                n
-            }
-        }
+    Entropies {
+        paper: variance_entropy,
+        tcq: (ve, ve_n),
+        clean: (vc, vc_n),
+        basis: sums.first().map(fused::Shifted::uncentred),
     }
 }
 
