@@ -260,6 +260,57 @@ fn rebuild_only_processes_new_or_changed_files() {
     assert_eq!(r4.with(Outcome::Removed).count(), 1);
     assert_eq!(r4.models_in_db, 2);
     assert!(!out.join("filters/3x3/resnet20_robust_s0.npy").exists());
+    // no temporary shard is left behind, and the recorded hash is the file's BLAKE3
+    let tmp: Vec<_> = std::fs::read_dir(out.join("filters/3x3"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    let db = Db::open(&out).unwrap();
+    for m in &db.models {
+        let bytes = std::fs::read(zoo.join(&m.file)).unwrap();
+        assert_eq!(
+            m.blake3,
+            blake3::hash(&bytes).to_hex().to_string(),
+            "{}",
+            m.name
+        );
+    }
+    let _ = std::fs::remove_dir_all(&zoo);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_corrupt_record_is_refused_with_its_file_named() {
+    let zoo = temp_dir("rec-zoo");
+    let src = fixture("zoo/cifar10-mini");
+    std::fs::copy(
+        src.join("resnet20_normal_s0.safetensors"),
+        zoo.join("resnet20_normal_s0.safetensors"),
+    )
+    .unwrap();
+    let out = temp_dir("rec-db");
+    build(&zoo, &out, &BuildOptions::default(), &|_, _, _| {}).unwrap();
+    let rec = out.join("models/resnet20_normal_s0.json");
+    let good = std::fs::read_to_string(&rec).unwrap();
+    for (what, from, to) in [
+        (
+            "layer outside its shard",
+            "\"shard_end\": 48,",
+            "\"shard_end\": 99999999,",
+        ),
+        (
+            "kernel overflow",
+            "\"kernel\": [\n        3,\n        3\n      ]",
+            "\"kernel\": [\n        18446744073709551615,\n        3\n      ]",
+        ),
+    ] {
+        assert!(good.contains(from), "{what}: fixture record changed");
+        std::fs::write(&rec, good.replacen(from, to, 1)).unwrap();
+        let e = Db::open(&out).unwrap_err().to_string();
+        assert!(e.contains("resnet20_normal_s0.json"), "{what}: {e}");
+    }
     let _ = std::fs::remove_dir_all(&zoo);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -107,6 +107,16 @@ pub fn merge(hists: &[ModelHists], members: &[usize]) -> ModelHists {
     out
 }
 
+/// [`merge`] of one cell only (the other cells stay empty): what [`cell_kl`] of that cell reads,
+/// with the same sums.
+fn merge_cell(hists: &[ModelHists], members: &[usize], cell: usize) -> ModelHists {
+    let mut out = hists[0].empty_like();
+    for &i in members {
+        out.merge_cell(&hists[i], cell);
+    }
+    out
+}
+
 /// Summary of a set of noise-floor values.
 #[derive(Debug, Clone, Serialize)]
 pub struct Floor {
@@ -264,7 +274,11 @@ pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
                 for _ in 0..inp.splits {
                     rng.shuffle(&mut members);
                     let (x, y) = members.split_at(members.len() / 2);
-                    if let Some((v, _)) = kl(&merge(inp.hists, x), &merge(inp.hists, y), cell) {
+                    if let Some((v, _)) = kl(
+                        &merge_cell(inp.hists, x, cell),
+                        &merge_cell(inp.hists, y, cell),
+                        cell,
+                    ) {
                         within.push(v);
                     }
                 }
@@ -273,7 +287,12 @@ pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
                 .replicates
                 .iter()
                 .filter_map(|&(x, y)| {
-                    kl(&merge(inp.hists, &[x]), &merge(inp.hists, &[y]), cell).map(|v| v.0)
+                    kl(
+                        &merge_cell(inp.hists, &[x], cell),
+                        &merge_cell(inp.hists, &[y], cell),
+                        cell,
+                    )
+                    .map(|v| v.0)
                 })
                 .collect();
             let mut boot = Vec::new();
@@ -284,7 +303,11 @@ pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
                     };
                     let sa = sample(inp.groups[0], &mut rng);
                     let sb = sample(inp.groups[1], &mut rng);
-                    if let Some((v, _)) = kl(&merge(inp.hists, &sa), &merge(inp.hists, &sb), cell) {
+                    if let Some((v, _)) = kl(
+                        &merge_cell(inp.hists, &sa, cell),
+                        &merge_cell(inp.hists, &sb, cell),
+                        cell,
+                    ) {
                         boot.push(v);
                     }
                 }

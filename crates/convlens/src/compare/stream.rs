@@ -1497,6 +1497,48 @@ impl ModelHists {
         }
     }
 
+    /// Adds one cell of another model's histograms (the other cells are left as they are).
+    pub fn merge_cell(&mut self, o: &ModelHists, cell: usize) {
+        let same_shape = (self.comps, self.bins, self.fine_bins) == (o.comps, o.bins, o.fine_bins)
+            && self.counts.len() == o.counts.len()
+            && self.fine.len() == o.fine.len()
+            && self.sum.len() == o.sum.len()
+            && self.sum_sq.len() == o.sum_sq.len();
+        if cell >= CELLS || !same_shape {
+            return;
+        }
+        self.n[cell] += o.n[cell];
+        let (c, b, f) = (self.comps, self.bins, self.fine_bins);
+        let add_u64 = |a: &mut [u64], b: &[u64], r: std::ops::Range<usize>| {
+            for (x, y) in a[r.clone()].iter_mut().zip(&b[r]) {
+                *x += y;
+            }
+        };
+        add_u64(
+            &mut self.counts,
+            &o.counts,
+            cell * c * b..(cell + 1) * c * b,
+        );
+        for (x, y) in self.fine[cell * c * f..(cell + 1) * c * f]
+            .iter_mut()
+            .zip(&o.fine[cell * c * f..(cell + 1) * c * f])
+        {
+            *x += y;
+        }
+        for (x, y) in self.sum[cell * c..(cell + 1) * c]
+            .iter_mut()
+            .zip(&o.sum[cell * c..(cell + 1) * c])
+        {
+            *x += y;
+        }
+        for (x, y) in self.sum_sq[cell * c..(cell + 1) * c]
+            .iter_mut()
+            .zip(&o.sum_sq[cell * c..(cell + 1) * c])
+        {
+            *x += y;
+        }
+    }
+
     /// An empty set of histograms shaped like `self`.
     pub fn empty_like(&self) -> ModelHists {
         ModelHists::new(self.comps, self.bins, self.fine_bins)

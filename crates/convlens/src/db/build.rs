@@ -7,6 +7,7 @@ use crate::compare::basis::Moments;
 use crate::extract::{extract, KernelSelect};
 use crate::quality::analyse_checkpoint_with;
 use crate::read::{find_models, model_name, read};
+use convlens_core::KernelLayout;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -280,12 +281,18 @@ fn write_f32s_at(f: &File, data: &[f32], offset: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` at `offset` of `f` in [`WRITE_PIECE`] pieces.
+/// Writes `bytes` at `offset` of `f` in pieces that end on multiples of [`WRITE_PIECE`] in the
+/// file, so that every piece but the first and last covers whole pages of the page cache
+/// (nothing to zero or read around it).
 fn write_bytes_at(f: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
     let mut at = offset;
-    for piece in bytes.chunks(WRITE_PIECE) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let to_boundary = WRITE_PIECE - (at % WRITE_PIECE as u64) as usize;
+        let (piece, tail) = rest.split_at(to_boundary.min(rest.len()));
         write_at(f, piece, at)?;
         at += piece.len() as u64;
+        rest = tail;
     }
     Ok(())
 }
@@ -377,12 +384,23 @@ impl ShardSet {
         let Some(out) = self.shards.get(&slot.kernel) else {
             return Err(format!("{}: no shard for {:?}", l.name, slot.kernel));
         };
+        if [l.kh, l.kw] != slot.kernel {
+            return Err(format!("{}: kernel differs from the plan", l.name));
+        }
         let k = l.kh * l.kw;
+        // a filter is `kh*kw` consecutive values only when the kernel's H and W are the last
+        // two axes (OIHW, or IOHW of a transposed convolution); other layouts are stored in
+        // OIHW order, the order the layer's metrics and basis sums were computed in
+        let hw_last = matches!(l.layout, KernelLayout::OIHW | KernelLayout::IOHW);
         let owned;
         let filters: &[f32] = match l.weight.as_f32_slice() {
-            Some(w) => w,
-            None => {
+            Some(w) if hw_last => w,
+            _ if hw_last => {
                 owned = l.filters();
+                &owned
+            }
+            _ => {
+                owned = l.weights_oihw();
                 &owned
             }
         };
@@ -395,21 +413,22 @@ impl ShardSet {
         }
         let offset = out.header + slot.start * k as u64 * 4;
         let whole = &filters[..n_layer as usize * k];
-        let written = if cfg!(target_endian = "little") && l.weight.as_f32_slice().is_some() {
-            // the file's bytes already are little-endian float32 in this order
-            let span = l.weight.byte_span();
-            let bytes = l
-                .weight
-                .storage()
-                .as_slice()
-                .get(span.start..span.start + whole.len() * 4);
-            match bytes {
-                Some(b) => write_bytes_at(&out.out, b, offset),
-                None => write_f32s_at(&out.out, whole, offset),
-            }
-        } else {
-            write_f32s_at(&out.out, whole, offset)
-        };
+        let written =
+            if cfg!(target_endian = "little") && hw_last && l.weight.as_f32_slice().is_some() {
+                // the file's bytes already are little-endian float32 in this order
+                let span = l.weight.byte_span();
+                let bytes = l
+                    .weight
+                    .storage()
+                    .as_slice()
+                    .get(span.start..span.start + whole.len() * 4);
+                match bytes {
+                    Some(b) => write_bytes_at(&out.out, b, offset),
+                    None => write_f32s_at(&out.out, whole, offset),
+                }
+            } else {
+                write_f32s_at(&out.out, whole, offset)
+            };
         written.map_err(|e| format!("{}: {e}", out.tmp.display()))?;
         out.written
             .fetch_add(n_layer, std::sync::atomic::Ordering::Relaxed);
@@ -473,7 +492,7 @@ fn process_model(
     db_dir: &Path,
     kernel: KernelSelect,
     meta: Vec<(String, String)>,
-) -> Result<ModelRecord, NotStored> {
+) -> Result<(ModelRecord, PendingShards), NotStored> {
     let fmeta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let ckpt = read(path).map_err(|e| e.to_string())?;
     let ex = extract(&ckpt);
@@ -491,6 +510,8 @@ fn process_model(
             if sizes.is_empty() { "none".to_string() } else { sizes.join(", ") }
         )));
     }
+    // the hash of the bytes that are read (before anything is written)
+    let blake3 = file_blake3(path).map_err(|e| format!("{}: {e}", path.display()))?;
     // start reading the whole model from disk while the first layers are measured
     for l in &layers {
         l.weight.prefetch_storage();
@@ -564,7 +585,6 @@ fn process_model(
                     format!("{}: wrote {written} of {} filters", s.file.display(), s.n).into(),
                 );
             }
-            std::fs::rename(&s.tmp, &s.file).map_err(|e| format!("{}: {e}", s.file.display()))?;
             let (n_sparse, moments) = per_kernel
                 .remove(kk)
                 .unwrap_or_else(|| (0, Moments::new(kk[0] * kk[1])));
@@ -585,8 +605,8 @@ fn process_model(
             return Err(e);
         }
     };
-    let blake3 = file_blake3(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(ModelRecord {
+    let pending = PendingShards(set.shards.into_values().map(|s| (s.tmp, s.file)).collect());
+    let record = ModelRecord {
         name: name.to_string(),
         file: rel.to_string(),
         format: ckpt.format.name().to_string(),
@@ -605,7 +625,44 @@ fn process_model(
             .map(|s| (s.name.clone(), s.reason.clone()))
             .collect(),
         notes: report.notes,
-    })
+    };
+    Ok((record, pending))
+}
+
+/// Finished shards of a model still under their temporary names: they replace the model's
+/// shards only together with its record (see [`PendingShards::commit`]).
+struct PendingShards(Vec<(PathBuf, PathBuf)>);
+
+impl PendingShards {
+    /// Renames the temporary files to their final names; on a failure, deletes every file of
+    /// the set (renamed or not) and returns the error.
+    fn commit(mut self) -> std::io::Result<()> {
+        let files = std::mem::take(&mut self.0);
+        for (i, (tmp, file)) in files.iter().enumerate() {
+            if let Err(e) = std::fs::rename(tmp, file) {
+                for (j, (t, f)) in files.iter().enumerate() {
+                    let _ = std::fs::remove_file(if j < i { f } else { t });
+                }
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", file.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the temporary files.
+    fn discard(self) {}
+}
+
+impl Drop for PendingShards {
+    /// Deletes the temporary files that were not committed (also when a build stops early).
+    fn drop(&mut self) {
+        for (tmp, _) in &self.0 {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 /// Builds or updates the database in `db_dir` from the checkpoints under `zoo_dir`.
@@ -690,8 +747,12 @@ pub fn build(
         existing.into_iter().map(|r| (r.name.clone(), r)).collect();
     let total = chosen.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    // (name, file, record and whether it was freshly read, or the failure)
-    type Processed = (String, PathBuf, Result<(ModelRecord, bool), NotStored>);
+    // (name, file, record with the new shards when it was freshly read, or the failure)
+    type Processed = (
+        String,
+        PathBuf,
+        Result<(ModelRecord, Option<PendingShards>), NotStored>,
+    );
     let results: Vec<Processed> = chosen
         .par_iter()
         .map(|(name, path)| {
@@ -721,10 +782,10 @@ pub fn build(
                 Some(old) => {
                     let mut rec = old.clone();
                     rec.meta = meta_row;
-                    Ok((rec, false))
+                    Ok((rec, None))
                 }
                 None => process_model(name, path, &r, db_dir, opts.kernel, meta_row)
-                    .map(|rec| (rec, true)),
+                    .map(|(rec, pending)| (rec, Some(pending))),
             };
             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(d, total, name);
@@ -734,12 +795,28 @@ pub fn build(
     let mut in_db: BTreeSet<String> = BTreeSet::new();
     for (name, path, res) in results {
         match res {
-            Ok((rec, fresh)) => {
+            Ok((rec, pending)) => {
                 let file = models_dir.join(format!("{name}.json"));
-                if fresh {
-                    let text = serde_json::to_vec_pretty(&rec)
-                        .map_err(|e| DbError::Io(file.clone(), e.into()))?;
+                let fresh = pending.is_some();
+                if let Some(pending) = pending {
+                    let text = match serde_json::to_vec_pretty(&rec) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            pending.discard();
+                            return Err(DbError::Io(file.clone(), e.into()));
+                        }
+                    };
+                    // the new shards and the record replace the old ones one right after the
+                    // other; shards of kernel sizes the model no longer has are deleted
+                    pending.commit().map_err(|e| DbError::Io(file.clone(), e))?;
                     super::write_atomic(&file, &text)?;
+                    if let Some(old) = existing.get(&name) {
+                        for k in &old.kernels {
+                            if !rec.kernels.iter().any(|n| n.shard == k.shard) {
+                                let _ = std::fs::remove_file(db_dir.join(&k.shard));
+                            }
+                        }
+                    }
                 } else {
                     // meta may have changed: rewrite only if different
                     let text = serde_json::to_vec_pretty(&rec)

@@ -74,10 +74,47 @@ pub fn load_records(db_dir: &Path) -> Result<Vec<ModelRecord>, DbError> {
         let text = std::fs::read(&p).map_err(|e| DbError::Io(p.clone(), e))?;
         let rec: ModelRecord =
             serde_json::from_slice(&text).map_err(|e| DbError::Record(p.clone(), e.to_string()))?;
+        check_record(&rec).map_err(|e| DbError::Record(p.clone(), e))?;
         out.push(rec);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// The sizes in a model record that the analyses index with: kernel sizes that fit the filter
+/// basis, moments of matching dimension, layers inside their shard.
+fn check_record(rec: &ModelRecord) -> Result<(), String> {
+    let taps = |k: [usize; 2]| {
+        k[0].checked_mul(k[1])
+            .filter(|&t| t > 0 && t <= crate::measure::MAX_SPECTRUM_TAPS)
+            .ok_or_else(|| format!("kernel {}x{} out of range", k[0], k[1]))
+    };
+    for s in &rec.kernels {
+        let t = taps(s.kernel)?;
+        let m = &s.moments;
+        if m.dim != t || m.sum.len() != t || m.outer.len() != t * t {
+            return Err(format!(
+                "moments of the {}x{} shard do not match its kernel",
+                s.kernel[0], s.kernel[1]
+            ));
+        }
+    }
+    for l in &rec.layers {
+        taps(l.kernel)?;
+        let n = rec
+            .kernels
+            .iter()
+            .find(|s| s.kernel == l.kernel)
+            .map(|s| s.n_filters)
+            .ok_or_else(|| format!("layer {:?} has no shard", l.name))?;
+        if l.shard_start > l.shard_end || l.shard_end > n {
+            return Err(format!(
+                "layer {:?}: filters {}..{} outside its shard of {n}",
+                l.name, l.shard_start, l.shard_end
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An opened filter database.

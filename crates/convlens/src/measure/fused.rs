@@ -16,8 +16,9 @@
 //! about `|m − c|² / σ²` ulps, small even for a large common offset) *and* it is one of the
 //! selected values of its column. Hence a column is constant over the selection iff every
 //! `x[t] − c[t]` is exactly 0 iff the shifted diagonal `S_c[t][t]` is exactly 0 (squares of
-//! differences of these values never underflow to 0). Such a column is what the oracle sees
-//! as an exactly zero centred column: for `f32` values, `n` equal values sum exactly in `f64`
+//! differences of these values never underflow to 0). For the raw selections (1 and 2, the
+//! only ones whose zero columns are used: torchconvquality's rules) such a column is what the
+//! oracle sees as an exactly zero centred column: for `f32` values, `n` equal values sum exactly in `f64`
 //! (`n < 2^29`), so numpy's mean is that value. Its scatter row and column are set to 0 and it
 //! is counted in `zero_cols`. Selections 1 and 2 share one shift (taken from selection 2's
 //! filters, a subset of selection 1's) and one product per pair of taps.
@@ -25,7 +26,8 @@
 //! **Scaling.** A scaled tap is `x / den` (`den` = the filter's l∞ norm; 1 for a zero filter,
 //! NaN with a NaN tap), computed as `q = x·r`, `r = 1/den`, corrected once with fused
 //! multiply-adds (`q + r·(x − q·den)`, Markstein): the correctly rounded quotient, i.e. the
-//! value [`super::scale_filter`] writes, without a division per tap.
+//! value [`super::scale_filter`] writes (up to the sign of a zero, which no sum sees), without
+//! a division per tap.
 //!
 //! **Order.** Filters are split into fixed chunks processed in parallel and summed in chunk
 //! order, so results are bit-identical for any number of threads. 3×3 filters go through a
@@ -42,6 +44,10 @@ use crate::compare::basis::Moments as Uncentred;
 /// Filters per parallel work item of the 3×3 kernel (a multiple of [`BLOCK`]). Fixed, so that
 /// partial sums are always combined in the same order.
 const CHUNK9: usize = 2048;
+
+/// 3×3 chunks summed in parallel at a time (their partial sums, 270 values each, are then
+/// added in chunk order: the grouping does not change the result).
+const CHUNK9_GROUP: usize = 256;
 
 /// Filters transposed at once by the 3×3 kernel: 8 lane groups of 8.
 const BLOCK: usize = 64;
@@ -214,7 +220,7 @@ pub(crate) fn layer_sums(lay: &Layer) -> Vec<Shifted> {
     let total = if k == 9 {
         let c0: [f64; 9] = std::array::from_fn(|t| c0[t]);
         let c1: [f64; 9] = std::array::from_fn(|t| c1[t]);
-        run_chunks(n, CHUNK9, 1, sels, 9, |rows| {
+        run_chunks(n, CHUNK9, CHUNK9_GROUP, sels, 9, |rows| {
             level.chunk9(lay, &c0, &c1, rows)
         })
     } else {
@@ -319,8 +325,14 @@ impl Level {
 
     fn chunk9(self, lay: &Layer, c0: &[f64; 9], c1: &[f64; 9], rows: Range<usize>) -> Sums {
         match (self, lay.clean) {
-            (Level::Portable, false) => chunk9::<Portable, false, 15, 9>(lay, c0, c1, rows),
-            (Level::Portable, true) => chunk9::<Portable, true, 15, 9>(lay, c0, c1, rows),
+            // SAFETY: the portable lanes need no CPU feature.
+            (Level::Portable, false) => unsafe {
+                chunk9::<Portable, false, 15, 9>(lay, c0, c1, rows)
+            },
+            // SAFETY: as above.
+            (Level::Portable, true) => unsafe {
+                chunk9::<Portable, true, 15, 9>(lay, c0, c1, rows)
+            },
             // SAFETY (all x86 arms): `detect` found the features.
             #[cfg(target_arch = "x86_64")]
             (Level::Avx2, false) => unsafe { chunk9_avx2::<false>(lay, c0, c1, rows) },
@@ -354,7 +366,8 @@ unsafe fn chunk9_avx512<const CLEAN: bool>(
     c1: &[f64; 9],
     rows: Range<usize>,
 ) -> Sums {
-    chunk9::<x86::Z, CLEAN, 9, 9>(lay, c0, c1, rows)
+    // SAFETY: compiled with, and (caller's contract) running on, AVX-512F and FMA.
+    unsafe { chunk9::<x86::Z, CLEAN, 9, 9>(lay, c0, c1, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -365,7 +378,8 @@ unsafe fn chunk9_avx2<const CLEAN: bool>(
     c1: &[f64; 9],
     rows: Range<usize>,
 ) -> Sums {
-    chunk9::<x86::Y, CLEAN, 5, 3>(lay, c0, c1, rows)
+    // SAFETY: compiled with, and (caller's contract) running on, AVX2 and FMA.
+    unsafe { chunk9::<x86::Y, CLEAN, 5, 3>(lay, c0, c1, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -440,7 +454,12 @@ fn chunk_generic(lay: &Layer, c0: &[f64], c1: &[f64], rows: Range<usize>) -> Sum
 
 /// Eight `f64` lanes (one per filter) with the operations of the 3×3 kernel; every
 /// implementation computes each lane exactly as the portable one.
-trait Lane: Copy {
+///
+/// # Safety
+/// An implementation may use instructions the CPU lacks (`x86::Z`: AVX-512F and FMA;
+/// `x86::Y`: AVX2 and FMA). Its methods may only run where those are available: only through
+/// [`chunk9`], whose callers guarantee it.
+unsafe trait Lane: Copy {
     /// A per-lane selection.
     type Mask: Copy;
     fn zero() -> Self;
@@ -484,7 +503,8 @@ macro_rules! lanes {
     }};
 }
 
-impl Lane for Portable {
+// SAFETY: plain Rust, no CPU feature needed.
+unsafe impl Lane for Portable {
     type Mask = u8;
     #[inline(always)]
     fn zero() -> Self {
@@ -606,7 +626,7 @@ mod x86 {
     pub(super) struct Z(__m512d);
 
     // SAFETY (every block below): reached only from `avx512f,fma` functions (module docs).
-    impl Lane for Z {
+    unsafe impl Lane for Z {
         type Mask = __mmask8;
         #[inline(always)]
         fn zero() -> Self {
@@ -709,7 +729,7 @@ mod x86 {
     pub(super) struct Y(__m256d, __m256d);
 
     // SAFETY (every block below): reached only from `avx2,fma` functions (module docs).
-    impl Lane for Y {
+    unsafe impl Lane for Y {
         type Mask = (__m256d, __m256d);
         #[inline(always)]
         fn zero() -> Self {
@@ -872,8 +892,11 @@ struct Acc9<V> {
 /// The sums of the 3×3 filters `rows` (see the module documentation). `T0` and `T1` are the
 /// numbers of tap pairs whose lane accumulators are kept in registers for selection 0 and for
 /// selections 1 and 2 together.
+///
+/// # Safety
+/// The CPU must support the instructions `V` uses (see [`Lane`]).
 #[inline(always)]
-fn chunk9<V: Lane, const CLEAN: bool, const T0: usize, const T1: usize>(
+unsafe fn chunk9<V: Lane, const CLEAN: bool, const T0: usize, const T1: usize>(
     lay: &Layer,
     c0: &[f64; 9],
     c1: &[f64; 9],
@@ -1038,7 +1061,7 @@ macro_rules! each_tile {
 /// Adds the 8 lane groups of `d` to one selection's sums (`s += d_a·d_b` fused, `t += d`).
 #[inline(always)]
 fn gram_single<V: Lane, const T: usize>(s: &mut [V; 45], t: &mut [V; 9], d: &[[V; 9]; 8]) {
-    const { assert!(T > 0 && 45 % T == 0) };
+    const { assert!(T > 0 && 45 % T == 0 && 45 / T <= 16) };
     each_tile!(T, p0 => {
         let mut a = [V::zero(); T];
         a.copy_from_slice(&s[p0..p0 + T]);
@@ -1070,7 +1093,7 @@ fn gram_dual<V: Lane, const CLEAN: bool, const T: usize>(
     d: &[[V; 9]; 8],
     m: &[V::Mask; 8],
 ) {
-    const { assert!(T > 0 && 45 % T == 0) };
+    const { assert!(T > 0 && 45 % T == 0 && 45 / T <= 16) };
     each_tile!(T, p0 => {
         let (mut a1, mut a2) = ([V::zero(); T], [V::zero(); T]);
         a1.copy_from_slice(&s1[p0..p0 + T]);
@@ -1296,9 +1319,9 @@ mod tests {
                 std::array::from_fn(|t| c1[t]),
             );
             let b = if clean {
-                chunk9::<Portable, true, 15, 9>(&lay, &c0a, &c1a, 0..o.n)
+                unsafe { chunk9::<Portable, true, 15, 9>(&lay, &c0a, &c1a, 0..o.n) }
             } else {
-                chunk9::<Portable, false, 15, 9>(&lay, &c0a, &c1a, 0..o.n)
+                unsafe { chunk9::<Portable, false, 15, 9>(&lay, &c0a, &c1a, 0..o.n) }
             };
             let sels = if clean { 3 } else { 2 };
             for i in 0..sels * 81 {
@@ -1330,7 +1353,7 @@ mod tests {
                 .map(|x| x.to_bits())
                 .collect::<Vec<_>>()
         };
-        let portable = bits(&chunk9::<Portable, true, 15, 9>(&lay, &c0, &c1, 0..o.n));
+        let portable = bits(&unsafe { chunk9::<Portable, true, 15, 9>(&lay, &c0, &c1, 0..o.n) });
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -1419,7 +1442,8 @@ mod tests {
             );
             let (c0, c1) = ([0.0; 9], [0.0; 9]);
             let t = std::time::Instant::now();
-            let p = chunk9::<Portable, true, 15, 9>(&lay, &c0, &c1, 0..n);
+            // SAFETY: the portable lanes need no CPU feature.
+            let p = unsafe { chunk9::<Portable, true, 15, 9>(&lay, &c0, &c1, 0..n) };
             println!(
                 "  portable kernel {:.2} ns/filter",
                 t.elapsed().as_secs_f64() * 1e9 / n as f64
