@@ -4,7 +4,7 @@
 use super::basis::Basis;
 use super::divergence::Bins;
 use crate::db::record::ModelRecord;
-use crate::db::shard::npy_header;
+use crate::db::shard::read_header;
 use crate::db::{Db, DbError};
 use crate::depth::DepthBin;
 use crate::measure::scale_filter;
@@ -95,6 +95,15 @@ impl RunSplitter<'_> {
     }
 }
 
+/// `a[i] += b[i]` for `i` in `range`, as far as both slices reach.
+fn add_into<T: Copy + std::ops::AddAssign>(a: &mut [T], b: &[T], range: std::ops::Range<usize>) {
+    let end = range.end.min(a.len()).min(b.len());
+    let start = range.start.min(end);
+    for (x, &y) in a[start..end].iter_mut().zip(&b[start..end]) {
+        *x += y;
+    }
+}
+
 /// Reads the filters of a shard in chunks straight into an f32 buffer (one copy, from the
 /// page cache; a chunk small enough to stay in the L2 cache while it is worked on).
 struct ShardChunks {
@@ -110,25 +119,9 @@ impl ShardChunks {
     /// Opens the shard at `path`; its header must describe exactly `n` float32 filters of
     /// `kh × kw` (as `ShardReader::open` requires).
     fn open(path: &std::path::Path, n: u64, kh: usize, kw: usize) -> std::io::Result<ShardChunks> {
-        use std::io::{Error, ErrorKind, Read};
-        let k = kh * kw;
-        let header = match usize::try_from(n) {
-            Ok(n) => npy_header(&[n, kh, kw]),
-            Err(_) => Vec::new(),
-        };
         // unbuffered: the chunks go straight from the file into the buffer
         let mut file = std::fs::File::open(path)?;
-        let mut got = vec![0u8; header.len()];
-        file.read_exact(&mut got)?;
-        if header.is_empty() || got != header {
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                format!(
-                    "{}: shard header does not describe {n} float32 {kh}x{kw} filters (rebuild the database)",
-                    path.display()
-                ),
-            ));
-        }
+        let k = read_header(&mut file, path, n, kh, kw)?;
         Ok(ShardChunks {
             file,
             remaining: n,
@@ -1480,21 +1473,11 @@ impl ModelHists {
 
     /// Adds another model's histograms.
     pub fn merge(&mut self, o: &ModelHists) {
-        for (a, b) in self.n.iter_mut().zip(&o.n) {
-            *a += b;
-        }
-        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
-            *a += b;
-        }
-        for (a, b) in self.fine.iter_mut().zip(&o.fine) {
-            *a += b;
-        }
-        for (a, b) in self.sum.iter_mut().zip(&o.sum) {
-            *a += b;
-        }
-        for (a, b) in self.sum_sq.iter_mut().zip(&o.sum_sq) {
-            *a += b;
-        }
+        add_into(&mut self.n, &o.n, 0..CELLS);
+        add_into(&mut self.counts, &o.counts, 0..o.counts.len());
+        add_into(&mut self.fine, &o.fine, 0..o.fine.len());
+        add_into(&mut self.sum, &o.sum, 0..o.sum.len());
+        add_into(&mut self.sum_sq, &o.sum_sq, 0..o.sum_sq.len());
     }
 
     /// Adds one cell of another model's histograms (the other cells are left as they are).
@@ -1507,36 +1490,16 @@ impl ModelHists {
         if cell >= CELLS || !same_shape {
             return;
         }
-        self.n[cell] += o.n[cell];
         let (c, b, f) = (self.comps, self.bins, self.fine_bins);
-        let add_u64 = |a: &mut [u64], b: &[u64], r: std::ops::Range<usize>| {
-            for (x, y) in a[r.clone()].iter_mut().zip(&b[r]) {
-                *x += y;
-            }
-        };
-        add_u64(
+        add_into(&mut self.n, &o.n, cell..cell + 1);
+        add_into(
             &mut self.counts,
             &o.counts,
             cell * c * b..(cell + 1) * c * b,
         );
-        for (x, y) in self.fine[cell * c * f..(cell + 1) * c * f]
-            .iter_mut()
-            .zip(&o.fine[cell * c * f..(cell + 1) * c * f])
-        {
-            *x += y;
-        }
-        for (x, y) in self.sum[cell * c..(cell + 1) * c]
-            .iter_mut()
-            .zip(&o.sum[cell * c..(cell + 1) * c])
-        {
-            *x += y;
-        }
-        for (x, y) in self.sum_sq[cell * c..(cell + 1) * c]
-            .iter_mut()
-            .zip(&o.sum_sq[cell * c..(cell + 1) * c])
-        {
-            *x += y;
-        }
+        add_into(&mut self.fine, &o.fine, cell * c * f..(cell + 1) * c * f);
+        add_into(&mut self.sum, &o.sum, cell * c..(cell + 1) * c);
+        add_into(&mut self.sum_sq, &o.sum_sq, cell * c..(cell + 1) * c);
     }
 
     /// An empty set of histograms shaped like `self`.

@@ -266,7 +266,8 @@ fn write_at(f: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
 /// and the next piece.
 const WRITE_PIECE: usize = 1 << 16;
 
-/// Writes the f32 values `data` at `offset` of `f` as little-endian bytes.
+/// Writes the f32 values `data` at `offset` of `f` as little-endian bytes (converted a piece at
+/// a time and written by [`write_bytes_at`]).
 fn write_f32s_at(f: &File, data: &[f32], offset: u64) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(WRITE_PIECE);
     let mut at = offset;
@@ -275,7 +276,7 @@ fn write_f32s_at(f: &File, data: &[f32], offset: u64) -> std::io::Result<()> {
         for x in chunk {
             buf.extend_from_slice(&x.to_le_bytes());
         }
-        write_at(f, &buf, at)?;
+        write_bytes_at(f, &buf, at)?;
         at += buf.len() as u64;
     }
     Ok(())

@@ -45,6 +45,36 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Res
     std::fs::rename(&tmp, path)
 }
 
+/// Reads a shard's `.npy` header from `r` and checks that it describes exactly `n` float32
+/// filters of `kh × kw`; returns the taps per filter. `path` names the file in the error.
+pub(crate) fn read_header(
+    r: &mut impl Read,
+    path: &Path,
+    n: u64,
+    kh: usize,
+    kw: usize,
+) -> std::io::Result<usize> {
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: shard header does not describe {n} float32 {kh}x{kw} filters (rebuild the database)",
+                path.display()
+            ),
+        )
+    };
+    let (Ok(n_rows), Some(k)) = (usize::try_from(n), kh.checked_mul(kw)) else {
+        return Err(bad());
+    };
+    let expected = npy_header(&[n_rows, kh, kw]);
+    let mut got = vec![0u8; expected.len()];
+    r.read_exact(&mut got)?;
+    if got != expected {
+        return Err(bad());
+    }
+    Ok(k)
+}
+
 /// Streams the filters of a shard in chunks.
 pub struct ShardReader {
     reader: BufReader<File>,
@@ -57,22 +87,11 @@ impl ShardReader {
     /// Opens a shard expected to hold `n` filters of `k` taps; the header must say exactly that.
     pub fn open(path: &Path, n: u64, kh: usize, kw: usize) -> std::io::Result<ShardReader> {
         let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-        let expected = npy_header(&[n as usize, kh, kw]);
-        let mut got = vec![0u8; expected.len()];
-        reader.read_exact(&mut got)?;
-        if got != expected {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{}: shard header does not describe {n} float32 {kh}x{kw} filters (rebuild the database)",
-                    path.display()
-                ),
-            ));
-        }
+        let k = read_header(&mut reader, path, n, kh, kw)?;
         Ok(ShardReader {
             reader,
             remaining: n,
-            k: kh * kw,
+            k,
             buf: Vec::new(),
         })
     }
