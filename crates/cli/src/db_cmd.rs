@@ -2,9 +2,9 @@
 //! `aggregate`.
 
 use anyhow::Context;
-use convlens::compare::study::{AggregateReport, BasisReport, KlMatrix, Scope, ShiftReport};
+use convlens::compare::study::Scope;
 use convlens::db::build::{BuildReport, Outcome};
-use convlens_table::{Column, Table};
+use convlens_table::Table;
 use serde::Serialize;
 use std::path::Path;
 
@@ -30,10 +30,6 @@ pub fn write_table(out: &Path, stem: &str, t: &Table) -> anyhow::Result<()> {
     t.write_csv(&out.join(format!("{stem}.csv")))?;
     t.write_parquet(&out.join(format!("{stem}.parquet")))?;
     Ok(())
-}
-
-fn s(v: impl Into<String>) -> Option<String> {
-    Some(v.into())
 }
 
 /// Prints the build summary; returns the number of failed models.
@@ -72,203 +68,6 @@ pub fn print_build(report: &BuildReport) -> usize {
         eprintln!("  {}x{} filters: {n}", k[0], k[1]);
     }
     failed
-}
-
-/// Tables of `convlens basis`.
-pub fn basis_tables(r: &BasisReport) -> anyhow::Result<Table> {
-    let mut set = Vec::new();
-    let mut comp = Vec::new();
-    let mut var = Vec::new();
-    let mut ratio = Vec::new();
-    let mut cum = Vec::new();
-    let k = r.full.dim();
-    let mut loadings: Vec<Vec<Option<f64>>> = vec![Vec::new(); k];
-    let mut means: Vec<Vec<Option<f64>>> = vec![Vec::new(); k];
-    let mut push = |name: &str, b: &convlens::compare::basis::Basis| {
-        let c = b.cumulative_ratio();
-        for (j, cj) in c.iter().enumerate() {
-            set.push(s(name));
-            comp.push(Some(j as i64));
-            var.push(Some(b.explained_variance[j]));
-            ratio.push(Some(b.explained_variance_ratio[j]));
-            cum.push(Some(*cj));
-            for (t, (l, m)) in loadings.iter_mut().zip(means.iter_mut()).enumerate() {
-                l.push(Some(b.components[j][t]));
-                m.push(Some(b.mean[t]));
-            }
-        }
-    };
-    push("all", &r.full);
-    for g in &r.groups {
-        if let Some(b) = &g.basis {
-            push(&format!("{}={}", r.by.as_deref().unwrap_or(""), g.name), b);
-        }
-    }
-    for g in &r.per_model {
-        if let Some(b) = &g.basis {
-            push(&format!("model={}", g.name), b);
-        }
-    }
-    let mut t = Table::new();
-    t.push_column("basis", Column::Str(set))?;
-    t.push_column("component", Column::I64(comp))?;
-    t.push_column("explained_variance", Column::F64(var))?;
-    t.push_column("explained_variance_ratio", Column::F64(ratio))?;
-    t.push_column("cumulative_ratio", Column::F64(cum))?;
-    for (i, l) in loadings.into_iter().enumerate() {
-        t.push_column(&format!("v{i}"), Column::F64(l))?;
-    }
-    for (i, m) in means.into_iter().enumerate() {
-        t.push_column(&format!("mean{i}"), Column::F64(m))?;
-    }
-    Ok(t)
-}
-
-/// Tables of `convlens shift`: cells, pairs.
-pub fn shift_tables(r: &ShiftReport) -> anyhow::Result<(Table, Table)> {
-    let comps = r.basis.components.len();
-    let mut cols: Vec<(String, Column)> = Vec::new();
-    let mut subset = Vec::new();
-    let mut cell = Vec::new();
-    let mut ga = Vec::new();
-    let mut gb = Vec::new();
-    let mut na = Vec::new();
-    let mut nb = Vec::new();
-    let mut kl = Vec::new();
-    let mut per: Vec<Vec<Option<f64>>> = vec![Vec::new(); comps];
-    let mut wm = Vec::new();
-    let mut wp = Vec::new();
-    let mut rm = Vec::new();
-    let mut rmax = Vec::new();
-    let mut blo = Vec::new();
-    let mut bhi = Vec::new();
-    let mut status = Vec::new();
-    for c in &r.comparisons {
-        for x in &c.cells {
-            subset.push(s(c.subset.clone()));
-            cell.push(s(x.bin.clone()));
-            ga.push(s(c.groups[0].clone()));
-            gb.push(s(c.groups[1].clone()));
-            na.push(Some(x.n[0] as i64));
-            nb.push(Some(x.n[1] as i64));
-            kl.push(x.kl);
-            for (j, p) in per.iter_mut().enumerate() {
-                p.push(x.kl_per_component.as_ref().map(|v| v[j]));
-            }
-            wm.push(x.within_group.mean);
-            wp.push(x.within_group.p95);
-            rm.push(x.replicates.mean);
-            rmax.push(x.replicates.max);
-            blo.push(x.bootstrap_ci.map(|c| c[0]));
-            bhi.push(x.bootstrap_ci.map(|c| c[1]));
-            status.push(s(x.status.clone()));
-        }
-    }
-    cols.push(("subset".into(), Column::Str(subset)));
-    cols.push(("cell".into(), Column::Str(cell)));
-    cols.push(("group_a".into(), Column::Str(ga)));
-    cols.push(("group_b".into(), Column::Str(gb)));
-    cols.push(("n_a".into(), Column::I64(na)));
-    cols.push(("n_b".into(), Column::I64(nb)));
-    cols.push(("kl".into(), Column::F64(kl)));
-    for (j, p) in per.into_iter().enumerate() {
-        cols.push((format!("kl_c{j}"), Column::F64(p)));
-    }
-    cols.push(("within_group_mean".into(), Column::F64(wm)));
-    cols.push(("within_group_p95".into(), Column::F64(wp)));
-    cols.push(("replicates_mean".into(), Column::F64(rm)));
-    cols.push(("replicates_max".into(), Column::F64(rmax)));
-    cols.push(("bootstrap_lo".into(), Column::F64(blo)));
-    cols.push(("bootstrap_hi".into(), Column::F64(bhi)));
-    cols.push(("status".into(), Column::Str(status)));
-    let mut t = Table::new();
-    for (n, c) in cols {
-        t.push_column(&n, c)?;
-    }
-    let mut robust = Vec::new();
-    let mut normal = Vec::new();
-    let mut cellp = Vec::new();
-    let mut klp = Vec::new();
-    for p in &r.pairs {
-        for (c, v) in r.cells.iter().zip(&p.kl) {
-            robust.push(s(p.pair.robust.clone()));
-            normal.push(s(p.pair.normal.clone()));
-            cellp.push(s(c.clone()));
-            klp.push(*v);
-        }
-    }
-    let mut tp = Table::new();
-    tp.push_column("robust", Column::Str(robust))?;
-    tp.push_column("normal", Column::Str(normal))?;
-    tp.push_column("cell", Column::Str(cellp))?;
-    tp.push_column("kl", Column::F64(klp))?;
-    Ok((t, tp))
-}
-
-/// Long table of `convlens kl-matrix`.
-pub fn kl_table(r: &KlMatrix) -> anyhow::Result<Table> {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    let mut v = Vec::new();
-    for (i, la) in r.labels.iter().enumerate() {
-        for (j, lb) in r.labels.iter().enumerate() {
-            a.push(s(la.clone()));
-            b.push(s(lb.clone()));
-            v.push(r.kl[i][j]);
-        }
-    }
-    let mut t = Table::new();
-    t.push_column("a", Column::Str(a))?;
-    t.push_column("b", Column::Str(b))?;
-    t.push_column("kl", Column::F64(v))?;
-    Ok(t)
-}
-
-/// Table of `convlens aggregate`.
-pub fn aggregate_table(r: &AggregateReport) -> anyhow::Result<Table> {
-    let mut t = Table::new();
-    let rows = &r.rows;
-    t.push_column(
-        "model",
-        Column::Str(rows.iter().map(|x| s(x.model.clone())).collect()),
-    )?;
-    t.push_column(
-        r.by.as_deref().unwrap_or("group"),
-        Column::Str(rows.iter().map(|x| x.group.clone()).collect()),
-    )?;
-    t.push_column(
-        "depth_group",
-        Column::Str(rows.iter().map(|x| s(x.depth_group.clone())).collect()),
-    )?;
-    t.push_column(
-        "layers",
-        Column::I64(rows.iter().map(|x| Some(x.agg.layers as i64)).collect()),
-    )?;
-    t.push_column(
-        "filters",
-        Column::I64(rows.iter().map(|x| Some(x.agg.filters as i64)).collect()),
-    )?;
-    t.push_column(
-        "sparse_filters",
-        Column::I64(
-            rows.iter()
-                .map(|x| Some(x.agg.sparse_filters as i64))
-                .collect(),
-        ),
-    )?;
-    t.push_column(
-        "sparsity",
-        Column::F64(rows.iter().map(|x| Some(x.agg.sparsity)).collect()),
-    )?;
-    t.push_column(
-        "variance_entropy",
-        Column::F64(rows.iter().map(|x| x.agg.variance_entropy).collect()),
-    )?;
-    t.push_column(
-        "orthogonality",
-        Column::F64(rows.iter().map(|x| Some(x.agg.orthogonality)).collect()),
-    )?;
-    Ok(t)
 }
 
 /// Parses `KxK` into a kernel size.

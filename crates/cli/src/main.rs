@@ -436,7 +436,7 @@ fn main() -> ExitCode {
             let r = convlens::compare::study::basis(&d, &sel.scope(), by.as_deref())?;
             report_excluded(&r.excluded);
             if let Some(out) = &output {
-                db_cmd::write_table(out, "basis", &db_cmd::basis_tables(&r)?)?;
+                db_cmd::write_table(out, "basis", &convlens::tables::basis(&r)?)?;
             }
             db_cmd::write_json(output.as_deref(), "basis", &r)?;
             Ok(0)
@@ -468,7 +468,7 @@ fn main() -> ExitCode {
             let r = convlens::compare::study::shift(&d, &sel.scope(), &opts)?;
             report_excluded(&r.excluded);
             if let Some(out) = &output {
-                let (cells, pairs) = db_cmd::shift_tables(&r)?;
+                let (cells, pairs) = convlens::tables::shift(&r)?;
                 db_cmd::write_table(out, "shift", &cells)?;
                 if !r.pairs.is_empty() {
                     db_cmd::write_table(out, "shift_pairs", &pairs)?;
@@ -490,7 +490,7 @@ fn main() -> ExitCode {
                 convlens::compare::study::kl_matrix(&d, &sel.scope(), &by, &cell, density.into())?;
             report_excluded(&r.excluded);
             if let Some(out) = &output {
-                db_cmd::write_table(out, "kl_matrix", &db_cmd::kl_table(&r)?)?;
+                db_cmd::write_table(out, "kl_matrix", &convlens::tables::kl_matrix(&r)?)?;
             }
             db_cmd::write_json(output.as_deref(), "kl_matrix", &r)?;
             Ok(0)
@@ -505,7 +505,7 @@ fn main() -> ExitCode {
             let r = convlens::compare::study::aggregate(&d, &sel.scope(), by.as_deref())?;
             report_excluded(&r.excluded);
             if let Some(out) = &output {
-                db_cmd::write_table(out, "aggregate", &db_cmd::aggregate_table(&r)?)?;
+                db_cmd::write_table(out, "aggregate", &convlens::tables::aggregate(&r)?)?;
             }
             db_cmd::write_json(output.as_deref(), "aggregate", &r)?;
             Ok(0)

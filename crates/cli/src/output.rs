@@ -259,29 +259,6 @@ fn json_out<T: Serialize>(
     Ok(())
 }
 
-fn csv_f(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        String::new()
-    }
-}
-
-fn csv_opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
-}
-
-fn csv_list(v: &Option<Vec<i64>>) -> String {
-    v.as_ref()
-        .map(|v| {
-            v.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
-
 /// Writes results as a table, JSON or CSV (`csv` writes the header and the rows of the files
 /// that succeeded); returns the number of failed files.
 fn emit<T: Serialize>(
@@ -289,7 +266,7 @@ fn emit<T: Serialize>(
     format: OutFormat,
     output: Option<&Path>,
     table: impl Fn(&T) -> String,
-    csv: impl Fn(&mut csv::Writer<&mut Box<dyn Write>>, &[&T]) -> anyhow::Result<()>,
+    csv: impl Fn(&[&T]) -> Result<convlens_table::Table, convlens_table::TableError>,
 ) -> anyhow::Result<usize> {
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     let mut w = open_out(output)?;
@@ -305,9 +282,7 @@ fn emit<T: Serialize>(
                 .iter()
                 .filter_map(|(_, r)| r.as_ref().ok())
                 .collect();
-            let mut c = csv::Writer::from_writer(&mut w);
-            csv(&mut c, &ok)?;
-            c.flush()?;
+            w.write_all(&csv(&ok)?.to_csv_bytes()?)?;
         }
     }
     w.flush()?;
@@ -322,57 +297,8 @@ pub fn inspect(
     output: Option<&Path>,
 ) -> anyhow::Result<usize> {
     let results = run_all(files, |p| inspect_file(p, kernel));
-    emit(&results, format, output, inspect_table, |c, ok| {
-        c.write_record([
-            "file",
-            "format",
-            "layer",
-            "weight_name",
-            "op",
-            "transposed",
-            "shape",
-            "out_channels",
-            "in_channels",
-            "groups",
-            "kh",
-            "kw",
-            "filters",
-            "strides",
-            "pads",
-            "dilations",
-            "depth",
-            "conv_depth",
-            "conv_depth_norm",
-        ])?;
-        for r in ok {
-            for l in &r.layers {
-                c.write_record([
-                    r.file.clone(),
-                    r.format.to_string(),
-                    l.name.clone(),
-                    l.weight_name.clone(),
-                    l.op.to_string(),
-                    l.transposed.to_string(),
-                    format!(
-                        "{} {} {} {}",
-                        l.shape[0], l.shape[1], l.shape[2], l.shape[3]
-                    ),
-                    l.out_channels.to_string(),
-                    l.in_per_group.to_string(),
-                    csv_opt(l.groups),
-                    l.kh.to_string(),
-                    l.kw.to_string(),
-                    l.n_filters.to_string(),
-                    csv_list(&l.strides),
-                    csv_list(&l.pads),
-                    csv_list(&l.dilations),
-                    l.depth.to_string(),
-                    csv_opt(l.conv_depth),
-                    csv_opt(l.conv_depth_norm),
-                ])?;
-            }
-        }
-        Ok(())
+    emit(&results, format, output, inspect_table, |ok| {
+        convlens::tables::inspect_layers(ok)
     })
 }
 
@@ -385,114 +311,11 @@ pub fn quality(
     output: Option<&Path>,
 ) -> anyhow::Result<usize> {
     let results = run_all(files, |p| analyse_file(p, kernel));
-    emit(&results, format, output, quality_table, |c, ok| {
+    emit(&results, format, output, quality_table, |ok| {
         if groups {
-            c.write_record([
-                "file",
-                "format",
-                "kh",
-                "kw",
-                "depth_group",
-                "layers",
-                "filters",
-                "sparse_filters",
-                "nonsparse_filters",
-                "sparsity",
-                "variance_entropy",
-                "orthogonality",
-            ])?;
-            for r in ok {
-                for g in &r.depth_groups {
-                    c.write_record([
-                        r.file.clone(),
-                        r.format.to_string(),
-                        g.kernel[0].to_string(),
-                        g.kernel[1].to_string(),
-                        g.group.label(),
-                        g.agg.layers.to_string(),
-                        g.agg.filters.to_string(),
-                        g.agg.sparse_filters.to_string(),
-                        g.agg.nonsparse_filters.to_string(),
-                        csv_f(g.agg.sparsity),
-                        g.agg.variance_entropy.map(csv_f).unwrap_or_default(),
-                        csv_f(g.agg.orthogonality),
-                    ])?;
-                }
-            }
-            return Ok(());
+            convlens::tables::quality_groups(ok)
+        } else {
+            convlens::tables::quality_layers(ok)
         }
-        c.write_record([
-            "file",
-            "format",
-            "layer",
-            "weight_name",
-            "op",
-            "transposed",
-            "kh",
-            "kw",
-            "out_channels",
-            "in_channels",
-            "groups",
-            "filters",
-            "depth",
-            "conv_depth",
-            "conv_depth_norm",
-            "depth_group",
-            "layer_norm",
-            "sparsity",
-            "sparse_filters",
-            "nonsparse_filters",
-            "variance_entropy",
-            "orthogonality",
-            "orthogonality_per_group",
-            "l1_norm",
-            "l2_norm",
-            "mean_filter_l2",
-            "tcq_sparsity",
-            "tcq_variance_entropy",
-            "tcq_variance_entropy_norm",
-            "tcq_variance_entropy_clean",
-            "tcq_variance_entropy_clean_norm",
-            "tcq_orthogonality",
-        ])?;
-        for r in ok {
-            for l in &r.layers {
-                c.write_record([
-                    r.file.clone(),
-                    r.format.to_string(),
-                    l.name.clone(),
-                    l.weight_name.clone(),
-                    l.op.to_string(),
-                    l.transposed.to_string(),
-                    l.kernel[0].to_string(),
-                    l.kernel[1].to_string(),
-                    l.out_channels.to_string(),
-                    l.in_channels.to_string(),
-                    csv_opt(l.groups),
-                    l.filters.to_string(),
-                    l.depth.to_string(),
-                    csv_opt(l.conv_depth),
-                    csv_opt(l.conv_depth_norm),
-                    l.depth_group.map(|b| b.label()).unwrap_or_default(),
-                    csv_f(l.layer_norm),
-                    csv_f(l.sparsity),
-                    l.sparse_filters.to_string(),
-                    l.nonsparse_filters.to_string(),
-                    csv_f(l.variance_entropy),
-                    csv_f(l.orthogonality),
-                    l.orthogonality_per_group.map(csv_f).unwrap_or_default(),
-                    csv_f(l.l1_norm),
-                    csv_f(l.l2_norm),
-                    csv_f(l.mean_filter_l2),
-                    csv_f(l.tcq.sparsity),
-                    csv_f(l.tcq.variance_entropy),
-                    csv_f(l.tcq.variance_entropy_norm),
-                    csv_f(l.tcq.variance_entropy_clean),
-                    csv_f(l.tcq.variance_entropy_clean_norm),
-                    csv_f(l.tcq.orthogonality),
-                ])?;
-            }
-        }
-        Ok(())
     })
 }

@@ -375,7 +375,7 @@ pub fn run(args: StemArgs) -> anyhow::Result<usize> {
         let p = out.join("stem.json");
         std::fs::write(&p, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("cannot write {}", p.display()))?;
-        let (filters, models) = tables(&reports)?;
+        let (filters, models) = convlens::tables::stem(&reports)?;
         for (stem, t) in [("stem_filters", &filters), ("stem_models", &models)] {
             t.write_csv(&out.join(format!("{stem}.csv")))?;
             t.write_parquet(&out.join(format!("{stem}.parquet")))?;
@@ -496,130 +496,6 @@ fn print_summary(z: &convlens::stem::ZooSummary) {
             f3(g.stem_gain)
         );
     }
-}
-
-fn some_s(v: impl Into<String>) -> Option<String> {
-    Some(v.into())
-}
-
-fn as_i64(v: usize) -> Option<i64> {
-    i64::try_from(v).ok()
-}
-
-/// The per-filter and per-model tables (`stem_filters`, `stem_models`).
-pub fn tables(reports: &[StemReport]) -> anyhow::Result<(Table, Table)> {
-    // per filter
-    let mut model = Vec::new();
-    let mut robust = Vec::new();
-    let mut cols_i: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
-    let mut cols_f: Vec<(&str, Vec<Option<f64>>)> = [
-        "norm",
-        "centre_share",
-        "max_similarity",
-        "active_share",
-        "pre_change",
-        "post_change",
-        "relu_removed",
-        "worst_pre_change",
-        "worst_post_change",
-        "worst_relu_removed",
-    ]
-    .iter()
-    .map(|n| (*n, Vec::new()))
-    .collect();
-    for r in reports {
-        for f in &r.filters {
-            model.push(some_s(&r.model));
-            robust.push(r.robust);
-            cols_i.entry("channel").or_default().push(as_i64(f.channel));
-            cols_i
-                .entry("most_similar")
-                .or_default()
-                .push(f.shape.most_similar.and_then(as_i64));
-            cols_i
-                .entry("near_duplicates")
-                .or_default()
-                .push(as_i64(f.shape.near_duplicates));
-            let active = f.perturbed.or(f.worst).and_then(|c| c.active_share);
-            let vals = [
-                Some(f.shape.norm),
-                f.shape.centre_share,
-                f.shape.max_similarity,
-                active,
-                f.perturbed.and_then(|c| c.pre_change),
-                f.perturbed.and_then(|c| c.post_change),
-                f.perturbed.and_then(|c| c.relu_removed),
-                f.worst.and_then(|c| c.pre_change),
-                f.worst.and_then(|c| c.post_change),
-                f.worst.and_then(|c| c.relu_removed),
-            ];
-            for ((_, col), v) in cols_f.iter_mut().zip(vals) {
-                col.push(v);
-            }
-        }
-    }
-    let mut filters = Table::new();
-    filters.push_column("model", Column::Str(model))?;
-    filters.push_column("robust", Column::Bool(robust))?;
-    for k in ["channel", "most_similar", "near_duplicates"] {
-        filters.push_column(k, Column::I64(cols_i.remove(k).unwrap_or_default()))?;
-    }
-    for (k, v) in cols_f {
-        filters.push_column(k, Column::F64(v))?;
-    }
-
-    // per model
-    let rows: Vec<_> = reports.iter().map(|r| (&r.summary, &r.stem, r)).collect();
-    let s = |f: &dyn Fn(&StemReport) -> Option<String>| {
-        Column::Str(rows.iter().map(|(_, _, r)| f(r)).collect())
-    };
-    let i = |f: &dyn Fn(&StemReport) -> Option<i64>| {
-        Column::I64(rows.iter().map(|(_, _, r)| f(r)).collect())
-    };
-    let x = |f: &dyn Fn(&StemReport) -> Option<f64>| {
-        Column::F64(rows.iter().map(|(_, _, r)| f(r)).collect())
-    };
-    let mut models = Table::new();
-    models.push_column("model", s(&|r| some_s(&r.model)))?;
-    models.push_column("file", s(&|r| some_s(&r.file)))?;
-    models.push_column(
-        "robust",
-        Column::Bool(rows.iter().map(|(m, _, _)| m.robust).collect()),
-    )?;
-    models.push_column("layer", s(&|r| some_s(&r.stem.layer)))?;
-    models.push_column("filters", i(&|r| as_i64(r.summary.filters)))?;
-    models.push_column("in_channels", i(&|r| as_i64(r.summary.in_channels)))?;
-    models.push_column("kernel", s(&|r| some_s(&r.summary.kernel)))?;
-    models.push_column("stride", i(&|r| as_i64(r.summary.stride)))?;
-    models.push_column("padding", i(&|r| r.summary.padding.and_then(as_i64)))?;
-    models.push_column("geometry", s(&|r| some_s(&r.stem.geometry)))?;
-    models.push_column("batch_norm", s(&|r| r.stem.batch_norm.clone()))?;
-    models.push_column("batch_norm_rule", s(&|r| some_s(&r.stem.batch_norm_rule)))?;
-    models.push_column("followed_by", s(&|r| r.stem.followed_by.clone()))?;
-    models.push_column("normalization", s(&|r| some_s(&r.normalization.source)))?;
-    models.push_column("n_images", i(&|r| as_i64(r.n_images)))?;
-    models.push_column("centre_share", x(&|r| r.summary.centre_share))?;
-    models.push_column("centred_filters", i(&|r| as_i64(r.summary.centred_filters)))?;
-    models.push_column("mean_max_similarity", x(&|r| r.summary.mean_max_similarity))?;
-    models.push_column(
-        "near_duplicate_pairs",
-        i(&|r| as_i64(r.summary.near_duplicate_pairs)),
-    )?;
-    models.push_column(
-        "filters_with_duplicate",
-        i(&|r| as_i64(r.summary.filters_with_duplicate)),
-    )?;
-    models.push_column("dead_filters", i(&|r| as_i64(r.summary.dead_filters)))?;
-    models.push_column("perturbed_key", s(&|r| r.summary.perturbed_key.clone()))?;
-    models.push_column("perturbation_linf", x(&|r| r.summary.perturbation_linf))?;
-    models.push_column("pre_change", x(&|r| r.summary.pre_change))?;
-    models.push_column("post_change", x(&|r| r.summary.post_change))?;
-    models.push_column("relu_removed", x(&|r| r.summary.relu_removed))?;
-    models.push_column("eps", x(&|r| r.summary.eps))?;
-    models.push_column("stem_gain", x(&|r| r.summary.stem_gain))?;
-    models.push_column("worst_pre_change", x(&|r| r.summary.worst_pre_change))?;
-    models.push_column("worst_relu_removed", x(&|r| r.summary.worst_relu_removed))?;
-    Ok((filters, models))
 }
 
 #[cfg(test)]

@@ -15,5 +15,6 @@ pub mod quality;
 pub mod read;
 pub mod report;
 pub mod stem;
+pub mod tables;
 
 pub use convlens_core as core;

@@ -17,6 +17,8 @@ pub enum Format {
     Npy,
     /// NumPy `.npz` archive.
     Npz,
+    /// Arrays handed over in memory (e.g. a Python state dict), not read from a file.
+    InMemory,
 }
 
 impl Format {
@@ -30,6 +32,7 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::Npy => "npy",
             Format::Npz => "npz",
+            Format::InMemory => "in-memory",
         }
     }
 }
