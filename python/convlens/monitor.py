@@ -47,15 +47,17 @@ class Monitor:
         q = quality(m, kernel=self.kernel, name=self.name or "model")
         dt = time.perf_counter() - t0
         cols: Dict[str, Any] = {"step": self._step, "seconds": dt, **extra}
+        frames = []
         for df in (q.layers, q.groups):
+            df = df.drop(columns=["file", "format"])
             for i, (k, v) in enumerate(cols.items()):
                 df.insert(i, k, v)
-            df.drop(columns=["file", "format"], inplace=True)
             df.attrs.clear()
-        self._layers.append(q.layers)
-        self._groups.append(q.groups)
+            frames.append(df)
+        self._layers.append(frames[0])
+        self._groups.append(frames[1])
         self._step += 1
-        return q.groups
+        return frames[1]
 
     __call__ = step
 
