@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 /// A model handed over from Python: a file path, or named arrays.
 enum Source {
     Path(PathBuf),
-    Tensors { name: String, ckpt: Checkpoint },
+    Tensors { name: String, ckpt: Box<Checkpoint> },
 }
 
 impl Source {
@@ -50,7 +50,10 @@ impl Source {
         let name: String = tup.get_item(0)?.extract()?;
         let list = tup.get_item(1)?;
         let ckpt = tensors::checkpoint(py, &list)?;
-        Ok(Source::Tensors { name, ckpt })
+        Ok(Source::Tensors {
+            name,
+            ckpt: Box::new(ckpt),
+        })
     }
 
     /// The checkpoint and the name used for it in reports.
@@ -183,7 +186,7 @@ fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<P
     let filters: Vec<(String, u64)> = r
         .filters
         .iter()
-        .map(|(k, n)| (format!("{}x{}", k[0], k[1]), *n as u64))
+        .map(|(k, n)| (format!("{}x{}", k[0], k[1]), *n))
         .collect();
     let doc = serde_json::json!({
         "models_in_db": r.models_in_db,
@@ -404,6 +407,17 @@ fn aggregate<'py>(
     Ok((json(py, &r)?, table_to_py(py, &t)?))
 }
 
+/// What `report` hands back: index path, figures `(id, title, caption)`, warnings.
+type ReportResult = (PathBuf, Vec<(String, String, String)>, Vec<String>);
+
+/// What `stem` hands back: JSON, per-filter and per-model tables, the figure's SVG.
+type StemResult<'py> = (
+    String,
+    Bound<'py, PyTuple>,
+    Bound<'py, PyTuple>,
+    Option<String>,
+);
+
 /// `report(input, out, ...)` → `(index_path, [(id, title, caption)], warnings)`.
 #[pyfunction]
 #[pyo3(signature = (input, out, compare="Robust".to_string(), meta=None, pairs=None, bootstrap=200, images=None, figures=Vec::new(), kernel="3x3"))]
@@ -419,7 +433,7 @@ fn report(
     images: Option<PathBuf>,
     figures: Vec<String>,
     kernel: &str,
-) -> PyResult<(PathBuf, Vec<(String, String, String)>, Vec<String>)> {
+) -> PyResult<ReportResult> {
     let opts = convlens::report::ReportOptions {
         compare,
         meta,
@@ -497,12 +511,7 @@ fn stem<'py>(
     step_size: Option<f64>,
     seed: u64,
     layer: Option<String>,
-) -> PyResult<(
-    String,
-    Bound<'py, PyTuple>,
-    Bound<'py, PyTuple>,
-    Option<String>,
-)> {
+) -> PyResult<StemResult<'py>> {
     let source = Source::extract(py, src)?;
     let images = image_set(py, images)?;
     let defaults = AnalysisOptions::default();

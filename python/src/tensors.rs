@@ -108,7 +108,7 @@ pub fn tensor(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<NamedTensor> 
             }
             st.iter()
                 .map(|&b| {
-                    (b >= 0 && b as usize % size == 0)
+                    (b >= 0 && (b as usize).is_multiple_of(size))
                         .then(|| b as usize / size)
                         .ok_or_else(|| {
                             argument_error(
