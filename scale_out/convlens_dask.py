@@ -91,10 +91,12 @@ def build_part(
     }
 
 
-def merge(parts: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
-    """Merges partial databases into the new database ``out`` (``convlens db merge``)."""
+def merge(parts: Sequence[str | os.PathLike], out: str | os.PathLike, link: bool = False) -> dict:
+    """Merges partial databases into the new database ``out`` (``convlens db merge``); with
+    ``link`` the shards are hard-linked instead of copied (same file system)."""
     t0 = time.perf_counter()
-    r = _run([convlens_bin(), "db", "merge", *map(os.fspath, parts), "-o", os.fspath(out)])
+    cmd = [convlens_bin(), "db", "merge", *map(os.fspath, parts), "-o", os.fspath(out)]
+    r = _run(cmd + (["--link"] if link else []))
     return {
         "out": os.fspath(out),
         "returncode": r.returncode,
@@ -111,6 +113,7 @@ def build_on_cluster(
     file_lists: Sequence[Sequence[str]] | None = None,
     work_dir: str | os.PathLike | None = None,
     keep_parts: bool = False,
+    link: bool = False,
     **build_args,
 ) -> dict:
     """Builds ``zoo`` into ``out`` on the Dask ``client``'s cluster: one task per part (``parts``
@@ -118,8 +121,8 @@ def build_on_cluster(
 
     The workers and the driver must see ``zoo`` and ``work_dir`` (default: a temporary folder
     beside ``out``) at the same paths (a shared file system); ``build_args`` go to
-    :func:`build_part` (``meta``, ``formats``, ``kernel``, ``threads``). Returns the per-part
-    results and the merge's.
+    :func:`build_part` (``meta``, ``formats``, ``kernel``, ``threads``); ``link`` hard-links the
+    shards into ``out`` instead of copying them. Returns the per-part results and the merge's.
     """
     if (parts is None) == (file_lists is None):
         raise ValueError("give exactly one of parts= and file_lists=")
@@ -147,7 +150,7 @@ def build_on_cluster(
         ]
     built = client.gather(futures)
     t_build = time.perf_counter() - t0
-    merged = merge(dirs, out)
+    merged = merge(dirs, out, link=link)
     if not keep_parts:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -173,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="threads per partial build (convlens -j)")
     ap.add_argument("--work-dir", help="where the partial databases go (shared by all workers)")
     ap.add_argument("--keep-parts", action="store_true", help="keep the partial databases")
+    ap.add_argument("--link", action="store_true", help="hard-link the shards when merging (same file system)")
     a = ap.parse_args(argv)
     from dask.distributed import Client, LocalCluster
 
@@ -189,7 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         n = a.parts or len(client.scheduler_info()["workers"])
         r = build_on_cluster(
-            client, a.zoo, a.output, parts=n, work_dir=a.work_dir, keep_parts=a.keep_parts, **args
+            client,
+            a.zoo,
+            a.output,
+            parts=n,
+            work_dir=a.work_dir,
+            keep_parts=a.keep_parts,
+            link=a.link,
+            **args,
         )
     finally:
         client.close()

@@ -108,7 +108,7 @@ def check_zoo(client, tmp_path: Path, zoo: Path, parts: int, meta: Path, pairs: 
     for k, name in enumerate(sorted(by_model, reverse=True)):
         lists[k % 3].extend(by_model[name])
     res2 = convlens_dask.build_on_cluster(
-        client, zoo, tmp_path / "lists.db", file_lists=lists, meta=meta, **kw
+        client, zoo, tmp_path / "lists.db", file_lists=lists, meta=meta, link=True, **kw
     )
     assert res2["merge"]["returncode"] == 0, res2["merge"]["stderr"]
     assert_same_tree(single, tmp_path / "lists.db")

@@ -240,6 +240,9 @@ enum DbCommand {
         /// New database folder (must not exist or be empty).
         #[arg(short, long)]
         output: PathBuf,
+        /// Hard-link the shards instead of copying them (inputs on the same file system).
+        #[arg(long)]
+        link: bool,
     },
     /// Import the authors' published filter DB layout, converted to `.npy` + CSV (see
     /// docs/filter-db-import.md for the three-line Python conversion of `dataset.h5`).
@@ -396,8 +399,14 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
             bar.finish_and_clear();
             Ok(db_cmd::print_build(&report))
         }
-        DbCommand::Merge { dbs, output } => {
-            let r = convlens::db::merge::merge(&dbs, &output)?;
+        DbCommand::Merge { dbs, output, link } => {
+            use convlens::db::merge::{merge_with, ShardTransfer};
+            let transfer = if link {
+                ShardTransfer::HardLink
+            } else {
+                ShardTransfer::Copy
+            };
+            let r = merge_with(&dbs, &output, transfer)?;
             for m in &r.deduplicated {
                 eprintln!("deduplicated: {m} (identical in several inputs, stored once)");
             }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use convlens::db::build::{build, BuildOptions, Outcome};
-use convlens::db::merge::merge;
+use convlens::db::merge::{merge, merge_with, ShardTransfer};
 use convlens::extract::KernelSelect;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,20 @@ fn demo_zoo_in_parts_merges_to_the_single_build() {
     let merged_rev = temp_dir("demo-merged-rev");
     merge(&reversed, &merged_rev).unwrap();
     assert_same_db(&single, &merged_rev);
+    // hard-linked shards: the same bytes, no data moved
+    let linked = temp_dir("demo-linked");
+    merge_with(&parts, &linked, ShardTransfer::HardLink).unwrap();
+    assert_same_db(&single, &linked);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let shard = "filters/3x3/resnet20_robust_s1.npy";
+        let owner = parts.iter().find(|p| p.join(shard).exists()).unwrap();
+        assert_eq!(
+            std::fs::metadata(linked.join(shard)).unwrap().ino(),
+            std::fs::metadata(owner.join(shard)).unwrap().ino()
+        );
+    }
     let m01 = temp_dir("demo-m01");
     merge(&parts[..2], &m01).unwrap();
     let m012 = temp_dir("demo-m012");

@@ -100,12 +100,34 @@ fn check_name(dir: &Path, rec: &ModelRecord) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Merges the databases `inputs` into the new database `out` (absent or an empty folder).
+/// How the shards of the inputs get into the merged database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShardTransfer {
+    /// Copied (the inputs can be deleted afterwards).
+    #[default]
+    Copy,
+    /// Hard-linked: no data is moved (the inputs must be on the merged database's file system).
+    /// Builds replace shards by renaming new files, never by writing into them, so a later
+    /// rebuild of an input does not change the merged database.
+    HardLink,
+}
+
+/// Merges the databases `inputs` into the new database `out` (absent or an empty folder),
+/// copying the shards.
 ///
 /// Refuses inputs built with different settings ([`BuildManifest`]) and a model in several
 /// inputs unless every copy was stored from a file with the same BLAKE3 hash (then it is kept
 /// once, from the file a single build would have chosen).
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<MergeReport, DbError> {
+    merge_with(inputs, out, ShardTransfer::Copy)
+}
+
+/// [`merge`], with the shards copied or hard-linked.
+pub fn merge_with(
+    inputs: &[PathBuf],
+    out: &Path,
+    transfer: ShardTransfer,
+) -> Result<MergeReport, DbError> {
     if inputs.is_empty() {
         return Err(DbError::Merge("no input databases".into()));
     }
@@ -300,7 +322,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<MergeReport, DbError> {
         std::fs::create_dir_all(&d).map_err(|e| DbError::Io(d.clone(), e))?;
     }
     kept.par_iter()
-        .try_for_each(|(i, r)| copy_model(&read[*i].dir, out, r))?;
+        .try_for_each(|(i, r)| copy_model(&read[*i].dir, out, r, transfer))?;
     super::write_atomic(&out.join(MANIFEST_FILE), &manifest.to_bytes())?;
     let db = Db::open(out)?;
     db.write_tables(&status)?;
@@ -320,7 +342,12 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<MergeReport, DbError> {
 
 /// Copies a model's record (its bytes as stored) and shards, checking each shard's header and
 /// size against the record.
-fn copy_model(from: &Path, to: &Path, rec: &ModelRecord) -> Result<(), DbError> {
+fn copy_model(
+    from: &Path,
+    to: &Path,
+    rec: &ModelRecord,
+    transfer: ShardTransfer,
+) -> Result<(), DbError> {
     for k in &rec.kernels {
         let src = from.join(&k.shard);
         let bad = |what: String| DbError::Record(src.clone(), what);
@@ -342,7 +369,11 @@ fn copy_model(from: &Path, to: &Path, rec: &ModelRecord) -> Result<(), DbError> 
         }
         drop(f);
         let dst = to.join(&k.shard);
-        std::fs::copy(&src, &dst).map_err(|e| DbError::Io(dst.clone(), e))?;
+        match transfer {
+            ShardTransfer::Copy => std::fs::copy(&src, &dst).map(|_| ()),
+            ShardTransfer::HardLink => std::fs::hard_link(&src, &dst),
+        }
+        .map_err(|e| DbError::Io(dst.clone(), e))?;
     }
     let name = format!("{}.json", rec.name);
     let src = from.join(MODELS_DIR).join(&name);
