@@ -4,11 +4,13 @@ mod db_cmd;
 mod output;
 mod stem_cmd;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use convlens::compare::shift::Density;
+use convlens::db::build::Outcome;
 use convlens::db::select::Condition;
 use convlens::extract::KernelSelect;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -218,6 +220,29 @@ enum DbCommand {
         /// Re-read every file, even unchanged ones.
         #[arg(long)]
         force: bool,
+        /// Partial database of only the files listed in LIST (one path per line, relative to
+        /// the zoo folder; `#` comments and blank lines ignored; `-` reads stdin). Repeatable.
+        #[arg(long = "files", value_name = "LIST")]
+        file_lists: Vec<PathBuf>,
+        /// Partial database of only this file (relative to the zoo folder). Repeatable.
+        #[arg(long = "file", value_name = "PATH")]
+        file: Vec<PathBuf>,
+        /// Partial database of part I of N (0 <= I < N): every N-th model of the name-sorted
+        /// model list, starting at the I-th.
+        #[arg(long, value_name = "I/N", value_parser = parse_part)]
+        part: Option<(usize, usize)>,
+    },
+    /// Merge partial databases into one, identical to a single build of all their files.
+    Merge {
+        /// Databases to merge (built with the same settings).
+        #[arg(required = true)]
+        dbs: Vec<PathBuf>,
+        /// New database folder (must not exist or be empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Hard-link the shards instead of copying them (inputs on the same file system).
+        #[arg(long)]
+        link: bool,
     },
     /// Import the authors' published filter DB layout, converted to `.npy` + CSV (see
     /// docs/filter-db-import.md for the three-line Python conversion of `dataset.h5`).
@@ -295,6 +320,36 @@ fn expand(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Parses `I/N` with `0 <= I < N`.
+fn parse_part(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("invalid part {s:?}: expected I/N with 0 <= I < N, such as 0/8");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Reads a list of files, one per line (`-`: stdin); blank lines and `#` comments are skipped.
+fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let text = if list == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the file list from stdin")?
+    } else {
+        std::fs::read_to_string(list)
+            .with_context(|| format!("--files {}: cannot read the list", list.display()))?
+    };
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(PathBuf::from)
+        .collect())
+}
+
 fn report_excluded(excluded: &[(String, String)]) {
     for (m, why) in excluded {
         eprintln!("excluded: {m}: {why}");
@@ -311,14 +366,25 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
             formats,
             kernel,
             force,
+            file_lists,
+            file,
+            part,
         } => {
+            let mut files = file;
+            for list in &file_lists {
+                files.extend(read_file_list(list)?);
+            }
+            if !file_lists.is_empty() && files.is_empty() {
+                anyhow::bail!("--files: the lists name no file");
+            }
             let opts = convlens::db::build::BuildOptions {
                 meta,
                 name_column: name_col,
                 formats,
                 kernel,
                 force,
-                files: Vec::new(),
+                files,
+                part,
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -332,6 +398,33 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
             })?;
             bar.finish_and_clear();
             Ok(db_cmd::print_build(&report))
+        }
+        DbCommand::Merge { dbs, output, link } => {
+            use convlens::db::merge::{merge_with, ShardTransfer};
+            let transfer = if link {
+                ShardTransfer::HardLink
+            } else {
+                ShardTransfer::Copy
+            };
+            let r = merge_with(&dbs, &output, transfer)?;
+            for m in &r.deduplicated {
+                eprintln!("deduplicated: {m} (identical in several inputs, stored once)");
+            }
+            let failed = r
+                .status
+                .iter()
+                .filter(|e| e.outcome == Outcome::Failed)
+                .count();
+            eprintln!(
+                "merged {} databases into {}: {} models, {failed} failed",
+                dbs.len(),
+                output.display(),
+                r.models
+            );
+            for (k, n) in &r.filters {
+                eprintln!("  {}x{} filters: {n}", k[0], k[1]);
+            }
+            Ok(failed)
         }
         DbCommand::ImportNpy {
             filters,

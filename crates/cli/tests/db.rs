@@ -132,3 +132,200 @@ fn failures_in_a_build_change_the_exit_code() {
     let _ = std::fs::remove_dir_all(&zoo);
     let _ = std::fs::remove_dir_all(&db);
 }
+
+/// Every file and folder under `dir` (relative path → bytes).
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if p.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                stack.push(p);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn partial_builds_merge_to_the_single_build() {
+    let meta = "examples/demo-zoo/meta.csv";
+    let single = tmp("merge-single");
+    let out = convlens(&[
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--meta",
+        meta,
+        "-o",
+        &single,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // three parts by the shard selector
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let p = tmp(&format!("merge-part{i}"));
+        let part = format!("{i}/3");
+        let out = convlens(&[
+            "-j",
+            "1",
+            "db",
+            "build",
+            "examples/demo-zoo",
+            "--meta",
+            meta,
+            "--part",
+            &part,
+            "-o",
+            &p,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parts.push(p);
+    }
+    let merged = tmp("merge-merged");
+    let mut args = vec!["db", "merge"];
+    args.extend(parts.iter().map(String::as_str));
+    args.extend(["-o", &merged]);
+    let out = convlens(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("merged 3 databases") && err.contains("4 models"),
+        "{err}"
+    );
+    // two partial databases by file lists (a list file with a comment, and single files)
+    let list = tmp("merge-list.txt");
+    std::fs::write(
+        &list,
+        "# the robust ones\nresnet20_robust_s0.legacy.pt\n\nresnet20_robust_s1.onnx\r\n",
+    )
+    .unwrap();
+    let (la, lb) = (tmp("merge-la"), tmp("merge-lb"));
+    let out = convlens(&[
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--meta",
+        meta,
+        "--files",
+        &list,
+        "-o",
+        &la,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = convlens(&[
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--meta",
+        meta,
+        "--file",
+        "resnet20_normal_s0.ckpt",
+        "--file",
+        "resnet20_normal_s1.safetensors",
+        "--file",
+        "adv_examples.npz",
+        "-o",
+        &lb,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged_lists = tmp("merge-merged-lists");
+    let out = convlens(&["db", "merge", &la, &lb, "-o", &merged_lists]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ts = tree(std::path::Path::new(&single));
+    assert!(ts.contains_key("build.json") && ts.contains_key("filters/3x3/resnet20_robust_s1.npy"));
+    for m in [&merged, &merged_lists] {
+        assert!(
+            ts == tree(std::path::Path::new(m)),
+            "{m} differs from the single build"
+        );
+        // as `diff -r` sees it, where it is installed
+        if let Ok(d) = Command::new("diff").args(["-r", &single, m]).output() {
+            assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stdout));
+        }
+    }
+    // refusals: other settings, a bad part, a missing list
+    let k = tmp("merge-kernel");
+    let out = convlens(&[
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--meta",
+        meta,
+        "--kernel",
+        "all",
+        "--part",
+        "1/3",
+        "-o",
+        &k,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = tmp("merge-bad");
+    let out = convlens(&["db", "merge", &parts[0], &k, "-o", &bad]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("different settings") && err.contains("kernel: 3x3 vs all"),
+        "{err}"
+    );
+    let out = convlens(&[
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--part",
+        "3/3",
+        "-o",
+        &bad,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid part \"3/3\""), "{err}");
+    let out = convlens(&[
+        "db",
+        "build",
+        "examples/demo-zoo",
+        "--files",
+        "no-such-list.txt",
+        "-o",
+        &bad,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-list.txt"), "{err}");
+    for d in parts
+        .iter()
+        .chain([&single, &merged, &la, &lb, &merged_lists, &k, &bad])
+    {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let _ = std::fs::remove_file(&list);
+}

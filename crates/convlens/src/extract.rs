@@ -32,6 +32,16 @@ impl KernelSelect {
     }
 }
 
+impl std::fmt::Display for KernelSelect {
+    /// `all` or `KxK`, as parsed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelSelect::All => f.write_str("all"),
+            KernelSelect::Size(h, w) => write!(f, "{h}x{w}"),
+        }
+    }
+}
+
 impl std::str::FromStr for KernelSelect {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

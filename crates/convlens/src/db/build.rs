@@ -26,8 +26,12 @@ pub struct BuildOptions {
     pub kernel: KernelSelect,
     /// Re-read every file even if unchanged.
     pub force: bool,
-    /// Only these files (inside the zoo folder) instead of every model file found there.
+    /// Only these files instead of every model file found in the zoo folder: paths relative to
+    /// the zoo folder (absolute ones must lie inside it). A partial database of just these models.
     pub files: Vec<PathBuf>,
+    /// Only part `i` of `n` (`0 ≤ i < n`): the models at positions `i, i + n, i + 2n, …` of the
+    /// name-sorted model list (every file of a model goes to the same part). A partial database.
+    pub part: Option<(usize, usize)>,
 }
 
 impl Default for BuildOptions {
@@ -39,6 +43,7 @@ impl Default for BuildOptions {
             kernel: KernelSelect::DEFAULT,
             force: false,
             files: Vec::new(),
+            part: None,
         }
     }
 }
@@ -78,6 +83,22 @@ impl Outcome {
             Outcome::Removed => "removed",
             Outcome::Skipped => "skipped",
         }
+    }
+
+    /// The outcome of a `status.csv` label.
+    pub fn from_label(label: &str) -> Option<Outcome> {
+        [
+            Outcome::Added,
+            Outcome::Unchanged,
+            Outcome::Failed,
+            Outcome::Duplicate,
+            Outcome::MissingFile,
+            Outcome::NoMetaRow,
+            Outcome::Removed,
+            Outcome::Skipped,
+        ]
+        .into_iter()
+        .find(|o| o.label() == label)
     }
 
     /// True for outcomes that leave the model in the database.
@@ -122,7 +143,7 @@ impl BuildReport {
 
 /// Preference among several files of one model: full-precision safetensors first, then torch,
 /// ONNX, NumPy; half-precision copies and exotic flavours last.
-fn preference(path: &Path) -> (u8, usize, String) {
+pub(crate) fn preference(path: &Path) -> (u8, usize, String, PathBuf) {
     let f = path
         .file_name()
         .map(|f| f.to_string_lossy().to_ascii_lowercase())
@@ -149,7 +170,51 @@ fn preference(path: &Path) -> (u8, usize, String) {
             rank += 10;
         }
     }
-    (rank, path.components().count(), f)
+    (rank, path.components().count(), f, path.to_path_buf())
+}
+
+/// The listed files as paths inside `zoo_dir` (`zoo_dir` joined with the normalised relative
+/// path, as the folder search yields them), sorted, each once.
+fn resolve_listed(zoo_dir: &Path, files: &[PathBuf]) -> Result<Vec<PathBuf>, DbError> {
+    let roots: Vec<PathBuf> = [
+        Some(zoo_dir.to_path_buf()),
+        std::path::absolute(zoo_dir).ok(),
+        std::fs::canonicalize(zoo_dir).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut out = BTreeSet::new();
+    for f in files {
+        let outside = || {
+            DbError::Selection(format!(
+                "--files: {}: not inside the zoo folder {} (list paths relative to it)",
+                f.display(),
+                zoo_dir.display()
+            ))
+        };
+        let rel = if f.is_absolute() {
+            roots
+                .iter()
+                .find_map(|r| f.strip_prefix(r).ok())
+                .ok_or_else(outside)?
+        } else {
+            f.as_path()
+        };
+        let mut norm = PathBuf::new();
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(x) => norm.push(x),
+                std::path::Component::CurDir => {}
+                _ => return Err(outside()),
+            }
+        }
+        if norm.as_os_str().is_empty() {
+            return Err(outside());
+        }
+        out.insert(zoo_dir.join(norm));
+    }
+    Ok(out.into_iter().collect())
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
@@ -677,10 +742,18 @@ pub fn build(
         Some(p) => Some(MetaTable::read(p, &opts.name_column)?),
         None => None,
     };
+    if let Some((i, n)) = opts.part {
+        if n == 0 || i >= n {
+            return Err(DbError::Selection(format!(
+                "--part {i}/{n}: expected I/N with 0 <= I < N"
+            )));
+        }
+    }
+    let partial = !opts.files.is_empty() || opts.part.is_some();
     let files = if opts.files.is_empty() {
         find_models(zoo_dir).map_err(|e| DbError::Io(zoo_dir.to_path_buf(), e))?
     } else {
-        opts.files.clone()
+        resolve_listed(zoo_dir, &opts.files)?
     };
     let files: Vec<PathBuf> = files
         .into_iter()
@@ -695,6 +768,14 @@ pub fn build(
     let mut by_name: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for f in files {
         by_name.entry(model_name(&f)).or_default().push(f);
+    }
+    if let Some((i, n)) = opts.part {
+        by_name = by_name
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, e)| e)
+            .collect();
     }
     let rel = |p: &Path| {
         p.strip_prefix(zoo_dir)
@@ -725,7 +806,7 @@ pub fn build(
                     model: name.clone(),
                     file: String::new(),
                     outcome: Outcome::MissingFile,
-                    detail: "meta table row without a model file in the zoo folder".into(),
+                    detail: "meta table row without a model file among the files built".into(),
                 });
             }
         }
@@ -741,6 +822,36 @@ pub fn build(
     // existing records
     let models_dir = db_dir.join(MODELS_DIR);
     std::fs::create_dir_all(&models_dir).map_err(|e| DbError::Io(models_dir.clone(), e))?;
+    let manifest = super::BuildManifest {
+        db_format: super::DB_FORMAT,
+        convlens: env!("CARGO_PKG_VERSION").to_string(),
+        kernel: opts.kernel.to_string(),
+        formats: {
+            let mut f: Vec<String> = opts
+                .formats
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect();
+            f.sort();
+            f.dedup();
+            f
+        },
+        name_column: if meta.is_some() {
+            opts.name_column.clone()
+        } else {
+            String::new()
+        },
+        meta_columns: meta.as_ref().map(|m| m.columns.clone()).unwrap_or_default(),
+        meta_blake3: match &opts.meta {
+            Some(p) => file_blake3(p).map_err(|e| DbError::Io(p.clone(), e))?,
+            None => String::new(),
+        },
+    };
+    // records of a database built with other kernel sizes or another layout are not reused
+    let same_settings = match super::BuildManifest::read(db_dir) {
+        Ok(old) => old.kernel == manifest.kernel && old.db_format == manifest.db_format,
+        Err(_) => true,
+    };
     let existing = super::load_records(db_dir)?;
     let existing: BTreeMap<String, ModelRecord> =
         existing.into_iter().map(|r| (r.name.clone(), r)).collect();
@@ -766,6 +877,7 @@ pub fn build(
             let r = rel(path);
             let reuse = existing.get(name).filter(|old| {
                 !opts.force
+                    && same_settings
                     && old.file == r
                     && !old.blake3.is_empty()
                     && std::fs::metadata(path)
@@ -876,13 +988,19 @@ pub fn build(
                 model: name.clone(),
                 file: old.file.clone(),
                 outcome: Outcome::Removed,
-                detail: "its file is no longer in the zoo folder".into(),
+                detail: if partial {
+                    "its file is not among the files of this build".into()
+                } else {
+                    "its file is no longer in the zoo folder".into()
+                },
             });
         }
     }
     status.sort_by(|a, b| (&a.model, &a.outcome, &a.file).cmp(&(&b.model, &b.outcome, &b.file)));
+    remove_empty_kernel_dirs(db_dir);
     let db = super::Db::open(db_dir)?;
     db.write_tables(&status)?;
+    super::write_atomic(&db_dir.join(super::MANIFEST_FILE), &manifest.to_bytes())?;
     let mut filters: BTreeMap<[usize; 2], u64> = BTreeMap::new();
     for m in &db.models {
         for k in &m.kernels {
@@ -894,6 +1012,17 @@ pub fn build(
         models_in_db: db.models.len(),
         filters: filters.into_iter().collect(),
     })
+}
+
+/// Deletes kernel folders of `filters/` left empty (by models that failed after their shards
+/// were created), so that the folder only depends on the stored models.
+pub(crate) fn remove_empty_kernel_dirs(db_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(db_dir.join(FILTERS_DIR)) {
+        for e in entries.flatten() {
+            // succeeds only for an empty folder
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
 }
 
 fn remove_model(db_dir: &Path, rec: Option<&ModelRecord>) {

@@ -10,9 +10,11 @@
 //! | `models.parquet`, `models.csv` | model table: meta columns, file, format, BLAKE3 hash, counts, global filter id ranges |
 //! | `layers.parquet`, `layers.csv` | layer table: model, layer, kernel, shape, groups, depths, depth group, filter ids, sparse count, metrics |
 //! | `status.csv` | every model and file with its outcome (added, unchanged, failed + reason, duplicate, missing file, no meta row, removed) |
+//! | `build.json` | the settings the database was built with ([`BuildManifest`]): what partial databases must share to be merged |
 
 pub mod build;
 pub mod import;
+pub mod merge;
 pub mod record;
 pub mod select;
 pub mod shard;
@@ -26,6 +28,105 @@ use std::path::{Path, PathBuf};
 pub const MODELS_DIR: &str = "models";
 /// Folder of the filter shards.
 pub const FILTERS_DIR: &str = "filters";
+/// File of the build settings.
+pub const MANIFEST_FILE: &str = "build.json";
+/// Version of the database layout written by this convlens.
+pub const DB_FORMAT: u32 = 1;
+
+/// The settings a database was built with. Every database built by `db build` carries one; two
+/// partial databases can be merged only if theirs are equal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuildManifest {
+    /// Layout version ([`DB_FORMAT`]).
+    pub db_format: u32,
+    /// Version of convlens that built it.
+    pub convlens: String,
+    /// Kernel sizes stored (`3x3`, `all`, ...).
+    pub kernel: String,
+    /// File extensions the build was restricted to (lowercase, sorted; empty = all).
+    pub formats: Vec<String>,
+    /// Meta-table column holding the model name.
+    pub name_column: String,
+    /// Meta-table columns in file order (empty without a meta table).
+    pub meta_columns: Vec<String>,
+    /// BLAKE3 of the meta table's bytes (empty without a meta table).
+    pub meta_blake3: String,
+}
+
+impl BuildManifest {
+    /// Reads `build.json` of a database folder.
+    pub fn read(db_dir: &Path) -> Result<BuildManifest, DbError> {
+        let p = db_dir.join(MANIFEST_FILE);
+        let text = match std::fs::read(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DbError::Merge(format!(
+                    "{}: no {MANIFEST_FILE} (imported, or built by an older convlens); rebuild it with `convlens db build`",
+                    db_dir.display()
+                )))
+            }
+            Err(e) => return Err(DbError::Io(p, e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| DbError::Record(p, e.to_string()))
+    }
+
+    /// The bytes of `build.json`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Fields that differ from `other`, as `name: ours vs theirs`.
+    pub fn differences(&self, other: &BuildManifest) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut cmp = |name: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!("{name}: {a} vs {b}"));
+            }
+        };
+        cmp(
+            "db_format",
+            self.db_format.to_string(),
+            other.db_format.to_string(),
+        );
+        cmp(
+            "convlens version",
+            self.convlens.clone(),
+            other.convlens.clone(),
+        );
+        cmp("kernel", self.kernel.clone(), other.kernel.clone());
+        cmp(
+            "formats",
+            format!("{:?}", self.formats),
+            format!("{:?}", other.formats),
+        );
+        cmp(
+            "name column",
+            self.name_column.clone(),
+            other.name_column.clone(),
+        );
+        cmp(
+            "meta columns",
+            format!("{:?}", self.meta_columns),
+            format!("{:?}", other.meta_columns),
+        );
+        cmp(
+            "meta table (BLAKE3)",
+            or_none(&self.meta_blake3),
+            or_none(&other.meta_blake3),
+        );
+        d
+    }
+}
+
+fn or_none(s: &str) -> String {
+    if s.is_empty() {
+        "none".into()
+    } else {
+        s.to_string()
+    }
+}
 
 /// Errors of the database commands; all name the file or say what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +149,9 @@ pub enum DbError {
     /// The selection of models is unusable.
     #[error("{0}")]
     Selection(String),
+    /// Databases that cannot be merged.
+    #[error("db merge: {0}")]
+    Merge(String),
 }
 
 /// Writes a file atomically (temp file + rename).

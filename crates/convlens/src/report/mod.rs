@@ -185,7 +185,8 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        (dir, vec![input.to_path_buf()])
+        let name = input.file_name().map(PathBuf::from).unwrap_or_default();
+        (dir, vec![name])
     } else {
         (input, Vec::new())
     };
