@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -140,10 +140,13 @@ class Database:
         kernel: str = "3x3",
         force: bool = False,
         files: Optional[Sequence[PathLike]] = None,
+        part: Optional[Tuple[int, int]] = None,
         progress: Union[bool, Callable[[int, int, str], None]] = True,
     ) -> "Database":
         """Collects the conv filters of every checkpoint under ``zoo`` (or only ``files``) into
         the database folder ``out`` (created or updated: unchanged files are not read again).
+        ``files`` (paths inside ``zoo``) or ``part=(i, n)`` (every n-th model of the name-sorted
+        list, from the i-th) build a *partial* database; :meth:`merge` combines partial ones.
         ``progress`` shows a bar (tqdm when installed), ``False`` is silent, a callable gets
         ``(done, total, model)``. Files that fail are listed by :meth:`status`."""
         cb: Optional[Callable[[int, int, str], None]]
@@ -158,11 +161,23 @@ class Database:
         try:
             summary, status = _convlens.db_build(
                 os.fspath(zoo), os.fspath(out), _opt(meta), name_column, list(formats or []),
-                kernel, force, [os.fspath(f) for f in (files or [])], cb,
+                kernel, force, [os.fspath(f) for f in (files or [])], cb, part,
             )
         finally:
             if bar is not None:
                 bar.close()
+        db = cls(out)
+        db.last_build = pd.DataFrame(status, columns=["model", "file", "status", "detail"])
+        db.last_build.attrs["summary"] = json.loads(summary)
+        return db
+
+    @classmethod
+    def merge(cls, inputs: Sequence[PathLike], out: PathLike, *, link: bool = False) -> "Database":
+        """Merges partial databases (built with the same settings) into the new database
+        ``out``: byte for byte the database a single build of all their files gives. A model in
+        several inputs is kept once if its contents agree; conflicting inputs raise
+        :class:`ArgumentError`. ``link`` hard-links the shards instead of copying them."""
+        summary, status = _convlens.db_merge([os.fspath(p) for p in inputs], os.fspath(out), link)
         db = cls(out)
         db.last_build = pd.DataFrame(status, columns=["model", "file", "status", "detail"])
         db.last_build.attrs["summary"] = json.loads(summary)

@@ -201,7 +201,7 @@ fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<P
 /// `db_build(zoo, out, meta, name_column, formats, kernel, force, files, progress)` →
 /// `(summary_json, [(model, file, outcome, detail), ...])`.
 #[pyfunction]
-#[pyo3(signature = (zoo, out, meta=None, name_column="Name".to_string(), formats=Vec::new(), kernel="3x3", force=false, files=Vec::new(), progress=None))]
+#[pyo3(signature = (zoo, out, meta=None, name_column="Name".to_string(), formats=Vec::new(), kernel="3x3", force=false, files=Vec::new(), progress=None, part=None))]
 #[allow(clippy::too_many_arguments)]
 fn db_build(
     py: Python<'_>,
@@ -214,8 +214,17 @@ fn db_build(
     force: bool,
     files: Vec<PathBuf>,
     progress: Option<Py<PyAny>>,
+    part: Option<(usize, usize)>,
 ) -> PyResult<(String, Py<PyAny>)> {
     let kernel = kernel_select(py, kernel)?;
+    if let Some((i, n)) = part {
+        if n == 0 || i >= n {
+            return Err(argument_error(
+                py,
+                &format!("part ({i}, {n}): need 0 <= i < n"),
+            ));
+        }
+    }
     let opts = BuildOptions {
         meta,
         name_column,
@@ -223,6 +232,7 @@ fn db_build(
         kernel,
         force,
         files,
+        part,
     };
     let r = py
         .detach(|| {
@@ -238,6 +248,47 @@ fn db_build(
         })
         .map_err(|e| to_py(py, Failure::from_db(e)))?;
     build_report_to_py(py, &r)
+}
+
+/// `db_merge(inputs, out, link)` → `(summary_json, [(model, file, outcome, detail), ...])`:
+/// merges partial databases into a new one, identical to a single build of the same files.
+#[pyfunction]
+#[pyo3(signature = (inputs, out, link=false))]
+fn db_merge(
+    py: Python<'_>,
+    inputs: Vec<PathBuf>,
+    out: PathBuf,
+    link: bool,
+) -> PyResult<(String, Py<PyAny>)> {
+    let transfer = if link {
+        convlens::db::merge::ShardTransfer::HardLink
+    } else {
+        convlens::db::merge::ShardTransfer::Copy
+    };
+    let r = py
+        .detach(|| convlens::db::merge::merge_with(&inputs, &out, transfer))
+        .map_err(|e| to_py(py, Failure::from_db(e)))?;
+    let status: Vec<(String, String, String, String)> = r
+        .status
+        .iter()
+        .map(|e| {
+            (
+                e.model.clone(),
+                e.file.clone(),
+                e.outcome.label().to_string(),
+                e.detail.clone(),
+            )
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "models_in_db": r.models,
+        "deduplicated": r.deduplicated,
+        "filters": r.filters.iter().map(|(k, n)| (format!("{}x{}", k[0], k[1]), *n)).collect::<Vec<_>>(),
+    });
+    Ok((
+        json(py, &doc)?,
+        status.into_pyobject(py)?.into_any().unbind(),
+    ))
 }
 
 fn open_db(py: Python<'_>, dir: &Path) -> PyResult<Db> {
@@ -665,6 +716,7 @@ fn _convlens(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(find_models, m)?)?;
     m.add_function(wrap_pyfunction!(model_name, m)?)?;
     m.add_function(wrap_pyfunction!(db_build, m)?)?;
+    m.add_function(wrap_pyfunction!(db_merge, m)?)?;
     m.add_function(wrap_pyfunction!(db_models, m)?)?;
     m.add_function(wrap_pyfunction!(basis, m)?)?;
     m.add_function(wrap_pyfunction!(shift, m)?)?;

@@ -146,3 +146,35 @@ def test_full_zoo_database_equals_cli(tmp_path, cli):
     s = db.shift(by="Robust", pairs=zoo / "pairings.csv")
     assert s.report == json.load(open(out / "shift.json"))
     assert_frame_equals_csv(s.cells, out / "shift.csv")
+
+
+def tree(d):
+    return {
+        os.path.relpath(os.path.join(r, f), d): open(os.path.join(r, f), "rb").read()
+        for r, _, fs in os.walk(d)
+        for f in fs
+    }
+
+
+def test_partial_builds_merge_to_the_single_build(built, tmp_path):
+    db, base, _ = built
+    parts = []
+    for i in range(3):
+        p = tmp_path / f"part{i}"
+        convlens.Database.build(DEMO, p, meta=DEMO / "meta.csv", part=(i, 3), progress=False)
+        parts.append(p)
+    # by file list as well
+    files = ["resnet20_normal_s0.ckpt", "resnet20_robust_s1.onnx"]
+    convlens.Database.build(DEMO, tmp_path / "byfiles", meta=DEMO / "meta.csv", files=files, progress=False)
+    assert sorted(convlens.Database(tmp_path / "byfiles").models()["Name"]) == ["resnet20_normal_s0", "resnet20_robust_s1"]
+    merged = convlens.Database.merge(parts, tmp_path / "merged")
+    single = tree(base / "py.db")
+    got = tree(tmp_path / "merged")
+    assert got.keys() == single.keys()
+    for k in single:
+        assert got[k] == single[k], k
+    assert merged.shift(by="Robust").report == db.shift(by="Robust").report
+    with pytest.raises(convlens.ArgumentError):
+        convlens.Database.build(DEMO, tmp_path / "bad", part=(3, 3), progress=False)
+    with pytest.raises(convlens.Error):
+        convlens.Database.merge(parts, tmp_path / "merged")  # not empty
