@@ -26,7 +26,7 @@ pub enum ReadErrorKind {
     #[error("file is empty")]
     Empty,
     /// The content matches no supported format.
-    #[error("unrecognised file format (first bytes: {0}); supported: ONNX, PyTorch (.pt/.pth/.bin/.ckpt, zip, legacy, TorchScript), safetensors, NumPy .npy/.npz")]
+    #[error("unrecognised file format (first bytes: {0}); supported: ONNX, PyTorch (.pt/.pth/.bin/.ckpt, zip, legacy, TorchScript), safetensors, NumPy .npy/.npz, TFLite")]
     UnknownFormat(String),
     /// A recognised format convlens cannot read yet.
     #[error("{0} files are not supported yet")]
@@ -54,7 +54,7 @@ pub enum Detected {
     Npy,
     /// NumPy `.npz` (a zip of `.npy` members).
     Npz,
-    /// TensorFlow Lite flatbuffer (recognised, not supported).
+    /// TensorFlow Lite flatbuffer.
     TfLite,
 }
 
@@ -90,7 +90,7 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Option<Detected> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
+    if convlens_tflite::sniff(bytes) {
         return Some(Detected::TfLite);
     }
     if convlens_numpy::sniff_npy(bytes) {
@@ -180,7 +180,7 @@ pub fn read_bytes(path: &Path, data: Blob) -> Result<Checkpoint, ReadError> {
         }
         Detected::Npy => convlens_numpy::read_npy(data).map_err(format_err("NumPy .npy")),
         Detected::Npz => convlens_numpy::read_npz(data).map_err(format_err("NumPy .npz")),
-        Detected::TfLite => Err(ReadErrorKind::Unsupported("TFLite")),
+        Detected::TfLite => convlens_tflite::read(data).map_err(format_err("TFLite")),
     };
     res.map_err(wrap)
 }

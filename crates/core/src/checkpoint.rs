@@ -17,6 +17,8 @@ pub enum Format {
     Npy,
     /// NumPy `.npz` archive.
     Npz,
+    /// TensorFlow Lite flatbuffer (`.tflite`).
+    TfLite,
 }
 
 impl Format {
@@ -30,6 +32,7 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::Npy => "npy",
             Format::Npz => "npz",
+            Format::TfLite => "tflite",
         }
     }
 }
@@ -54,21 +57,27 @@ pub enum ConvOp {
     ConvInteger,
     /// Quantized linear convolution (`QLinearConv`).
     QLinearConv,
+    /// TFLite `CONV_2D` (weight layout OHWI).
+    Conv2d,
+    /// TFLite `DEPTHWISE_CONV_2D` (weight layout 1HWO, one input channel per filter).
+    DepthwiseConv2d,
 }
 
 impl ConvOp {
-    /// The operator name as written in ONNX.
+    /// The operator name as written in the file (ONNX `op_type`, TFLite builtin operator).
     pub fn name(self) -> &'static str {
         match self {
             ConvOp::Conv => "Conv",
             ConvOp::ConvTranspose => "ConvTranspose",
             ConvOp::ConvInteger => "ConvInteger",
             ConvOp::QLinearConv => "QLinearConv",
+            ConvOp::Conv2d => "CONV_2D",
+            ConvOp::DepthwiseConv2d => "DEPTHWISE_CONV_2D",
         }
     }
 }
 
-/// A convolution node of a graph (ONNX) with its attributes and resolved weight.
+/// A convolution node of a graph (ONNX, TFLite) with its attributes and resolved weight.
 #[derive(Debug, Clone)]
 pub struct ConvNode {
     /// Node name (or `node<index>` when the file has none).
