@@ -48,6 +48,9 @@ pub enum DbError {
     /// The selection of models is unusable.
     #[error("{0}")]
     Selection(String),
+    /// An HDF5 filter file could not be read.
+    #[error(transparent)]
+    Hdf5(#[from] convlens_hdf5::H5Error),
 }
 
 /// Writes a file atomically (temp file + rename).
