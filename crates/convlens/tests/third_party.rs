@@ -80,3 +80,49 @@ fn hostile_tflite_errors_name_the_file() {
     assert_eq!(ex.skipped.len(), 1);
     assert!(ex.skipped[0].reason.contains("limit"), "{:?}", ex.skipped);
 }
+
+#[test]
+fn keras_files_give_their_conv_layers_in_config_order() {
+    for f in [
+        "keras/keras2_model.h5",
+        "keras/keras2_weights.h5",
+        "keras/keras3_model.keras",
+    ] {
+        let ck = read(&fixture(f)).unwrap_or_else(|e| panic!("{e}"));
+        let ex = extract(&ck);
+        let names: Vec<&str> = ex.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv2d",
+                "depthwise_conv2d",
+                "separable_conv2d/depthwise",
+                "separable_conv2d/pointwise",
+                "conv2d_1"
+            ],
+            "{f}"
+        );
+        let shapes: Vec<[usize; 4]> = ex.layers.iter().map(|l| l.shape).collect();
+        assert_eq!(
+            shapes,
+            [
+                [8, 3, 3, 3],
+                [16, 1, 3, 3],
+                [16, 1, 3, 3],
+                [12, 16, 1, 1],
+                [4, 12, 5, 5]
+            ],
+            "{f}"
+        );
+        assert_eq!(ex.layers.iter().filter(|l| l.kh == 3).count(), 3);
+        let depths: Vec<usize> = ex.layers.iter().map(|l| l.depth).collect();
+        assert_eq!(depths, [0, 1, 2, 3, 4]);
+    }
+    let e = read(&fixture("filterdb/dataset.h5"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dataset.h5") && e.contains("invalid Keras .h5 file"),
+        "{e}"
+    );
+}

@@ -19,6 +19,10 @@ pub enum Format {
     Npz,
     /// TensorFlow Lite flatbuffer (`.tflite`).
     TfLite,
+    /// Keras 2 HDF5 file (`.h5`).
+    KerasH5,
+    /// Keras 3 archive (`.keras`).
+    Keras,
 }
 
 impl Format {
@@ -33,6 +37,8 @@ impl Format {
             Format::Npy => "npy",
             Format::Npz => "npz",
             Format::TfLite => "tflite",
+            Format::KerasH5 => "keras-h5",
+            Format::Keras => "keras",
         }
     }
 }
