@@ -106,6 +106,9 @@ pub enum TfliteError {
         /// What is wrong.
         reason: String,
     },
+    /// The subgraph's input or output list is unusable.
+    #[error("subgraph: {0}")]
+    Subgraph(String),
     /// An operator is unusable.
     #[error("operator {index}: {reason}")]
     Operator {
@@ -160,7 +163,7 @@ pub fn read(data: Blob) -> Result<Checkpoint, TfliteError> {
                 let reason = format!("{what} tensor index {t} out of range ({n_tensors} tensors)");
                 return Err(match op {
                     Some(index) => TfliteError::Operator { index, reason },
-                    None => TfliteError::Tensor { index: 0, reason },
+                    None => TfliteError::Subgraph(reason),
                 });
             }
         }
