@@ -257,6 +257,22 @@ enum DbCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Import the authors' published CNN Filter DB (`dataset.h5` with `filterinfo.csv` and,
+    /// optionally, the per-model meta CSV), streaming the filters model by model.
+    ImportH5 {
+        /// HDF5 file with a `filters` (or `filter`) dataset, `N×3×3` or `N×9` float32/float64.
+        h5: PathBuf,
+        /// One row per (model, conv depth): `model` or `model_id`, `conv_depth`,
+        /// `conv_depth_norm`, `first_filter_id`, `last_filter_id`, and meta columns.
+        #[arg(long)]
+        info: PathBuf,
+        /// One row per model (`model`, `model_id` or `Name` column), joined to `--info`.
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Database folder to create.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Show what the database holds and every model that is not in it, with the reason.
     Status {
         /// Database folder.
@@ -432,6 +448,16 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
             output,
         } => {
             let n = convlens::db::import::import_npy(&filters, &info, &output)?;
+            eprintln!("imported {n} models into {}", output.display());
+            Ok(0)
+        }
+        DbCommand::ImportH5 {
+            h5,
+            info,
+            meta,
+            output,
+        } => {
+            let n = convlens::db::import::import_h5(&h5, &info, meta.as_deref(), &output)?;
             eprintln!("imported {n} models into {}", output.display());
             Ok(0)
         }

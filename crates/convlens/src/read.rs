@@ -26,7 +26,7 @@ pub enum ReadErrorKind {
     #[error("file is empty")]
     Empty,
     /// The content matches no supported format.
-    #[error("unrecognised file format (first bytes: {0}); supported: ONNX, PyTorch (.pt/.pth/.bin/.ckpt, zip, legacy, TorchScript), safetensors, NumPy .npy/.npz")]
+    #[error("unrecognised file format (first bytes: {0}); supported: ONNX, PyTorch (.pt/.pth/.bin/.ckpt, zip, legacy, TorchScript), safetensors, NumPy .npy/.npz, TFLite, Keras .h5/.keras")]
     UnknownFormat(String),
     /// A recognised format convlens cannot read yet.
     #[error("{0} files are not supported yet")]
@@ -54,8 +54,12 @@ pub enum Detected {
     Npy,
     /// NumPy `.npz` (a zip of `.npy` members).
     Npz,
-    /// TensorFlow Lite flatbuffer (recognised, not supported).
+    /// TensorFlow Lite flatbuffer.
     TfLite,
+    /// Keras 2 HDF5 (`.h5`).
+    KerasH5,
+    /// Keras 3 archive (`.keras`: a zip with `config.json` and `model.weights.h5`).
+    Keras,
 }
 
 impl fmt::Display for Detected {
@@ -67,6 +71,8 @@ impl fmt::Display for Detected {
             Detected::Npy => "NumPy .npy",
             Detected::Npz => "NumPy .npz",
             Detected::TfLite => "TFLite",
+            Detected::KerasH5 => "Keras .h5",
+            Detected::Keras => "Keras .keras",
         })
     }
 }
@@ -90,14 +96,20 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Option<Detected> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
+    if convlens_tflite::sniff(bytes) {
         return Some(Detected::TfLite);
+    }
+    if convlens_keras::sniff_h5(bytes) {
+        return Some(Detected::KerasH5);
     }
     if convlens_numpy::sniff_npy(bytes) {
         return Some(Detected::Npy);
     }
     if is_zip(bytes) {
         let names = zip_names(bytes);
+        if convlens_keras::is_keras_archive(&names) {
+            return Some(Detected::Keras);
+        }
         let npz = !names.is_empty() && names.iter().all(|n| n.ends_with(".npy"));
         if npz || (names.is_empty() && ext == "npz") {
             return Some(Detected::Npz);
@@ -120,6 +132,8 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Option<Detected> {
         "npy" => Some(Detected::Npy),
         "npz" => Some(Detected::Npz),
         "tflite" => Some(Detected::TfLite),
+        "h5" | "hdf5" => Some(Detected::KerasH5),
+        "keras" => Some(Detected::Keras),
         _ => None,
     }
 }
@@ -180,7 +194,13 @@ pub fn read_bytes(path: &Path, data: Blob) -> Result<Checkpoint, ReadError> {
         }
         Detected::Npy => convlens_numpy::read_npy(data).map_err(format_err("NumPy .npy")),
         Detected::Npz => convlens_numpy::read_npz(data).map_err(format_err("NumPy .npz")),
-        Detected::TfLite => Err(ReadErrorKind::Unsupported("TFLite")),
+        Detected::TfLite => convlens_tflite::read(data).map_err(format_err("TFLite")),
+        Detected::KerasH5 => {
+            convlens_keras::read_h5(data.as_slice().to_vec()).map_err(format_err("Keras .h5"))
+        }
+        Detected::Keras => {
+            convlens_keras::read_keras(data.as_slice()).map_err(format_err("Keras .keras"))
+        }
     };
     res.map_err(wrap)
 }
@@ -205,6 +225,8 @@ pub const MODEL_EXTENSIONS: &[&str] = &[
     "npy",
     "npz",
     "tflite",
+    "h5",
+    "keras",
 ];
 
 /// The name of a model from its file name: the file name without its format suffixes

@@ -11,6 +11,12 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn model_path(expected_name: &str, exp: &Value) -> Option<PathBuf> {
+    if let Some(rest) = expected_name.strip_prefix("tflite_") {
+        return Some(fixture(&format!(
+            "tflite/{}",
+            rest.strip_suffix(".json").unwrap()
+        )));
+    }
     if let Some(rest) = expected_name.strip_prefix("thirdparty_") {
         let _ = rest;
         let rel = exp["models"][0]["path"].as_str().unwrap();
@@ -176,6 +182,13 @@ fn onnx_models_match_the_oracle() {
 #[test]
 fn safetensors_models_match_the_oracle() {
     check_all(|n| n.ends_with(".safetensors.json"));
+}
+
+/// The TFLite files against the direct numpy decoding of `fixtures/tflite/tflite_reference.py`
+/// fed to the oracle's metrics (the mediapipe face detectors and the quantized test model).
+#[test]
+fn tflite_models_match_the_oracle() {
+    check_all(|n| n.ends_with(".tflite.json"));
 }
 
 #[test]

@@ -17,6 +17,12 @@ pub enum Format {
     Npy,
     /// NumPy `.npz` archive.
     Npz,
+    /// TensorFlow Lite flatbuffer (`.tflite`).
+    TfLite,
+    /// Keras 2 HDF5 file (`.h5`).
+    KerasH5,
+    /// Keras 3 archive (`.keras`).
+    Keras,
     /// Arrays handed over in memory (e.g. a Python state dict), not read from a file.
     InMemory,
 }
@@ -32,6 +38,9 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::Npy => "npy",
             Format::Npz => "npz",
+            Format::TfLite => "tflite",
+            Format::KerasH5 => "keras-h5",
+            Format::Keras => "keras",
             Format::InMemory => "in-memory",
         }
     }
@@ -57,21 +66,27 @@ pub enum ConvOp {
     ConvInteger,
     /// Quantized linear convolution (`QLinearConv`).
     QLinearConv,
+    /// TFLite `CONV_2D` (weight layout OHWI).
+    Conv2d,
+    /// TFLite `DEPTHWISE_CONV_2D` (weight layout 1HWO, one input channel per filter).
+    DepthwiseConv2d,
 }
 
 impl ConvOp {
-    /// The operator name as written in ONNX.
+    /// The operator name as written in the file (ONNX `op_type`, TFLite builtin operator).
     pub fn name(self) -> &'static str {
         match self {
             ConvOp::Conv => "Conv",
             ConvOp::ConvTranspose => "ConvTranspose",
             ConvOp::ConvInteger => "ConvInteger",
             ConvOp::QLinearConv => "QLinearConv",
+            ConvOp::Conv2d => "CONV_2D",
+            ConvOp::DepthwiseConv2d => "DEPTHWISE_CONV_2D",
         }
     }
 }
 
-/// A convolution node of a graph (ONNX) with its attributes and resolved weight.
+/// A convolution node of a graph (ONNX, TFLite) with its attributes and resolved weight.
 #[derive(Debug, Clone)]
 pub struct ConvNode {
     /// Node name (or `node<index>` when the file has none).

@@ -7,6 +7,7 @@
 
 mod blob;
 mod checkpoint;
+pub mod depth;
 mod tensor;
 
 pub use blob::Blob;

@@ -443,6 +443,8 @@ pub enum KernelLayout {
     OHWI,
     /// in, out/groups, kh, kw (PyTorch / ONNX `ConvTranspose`).
     IOHW,
+    /// 1, kh, kw, out (TFLite `DEPTHWISE_CONV_2D`: one input channel per filter).
+    IHWO,
 }
 
 impl KernelLayout {
@@ -453,7 +455,41 @@ impl KernelLayout {
             KernelLayout::HWIO => [3, 2, 0, 1],
             KernelLayout::OHWI => [0, 3, 1, 2],
             KernelLayout::IOHW => [1, 0, 2, 3],
+            KernelLayout::IHWO => [3, 0, 1, 2],
         }
+    }
+
+    /// A view of `t` (C-contiguous, stored in this layout) with the OIHW shape and the
+    /// strides that read it in OIHW order, without copying: its C-order elements are the
+    /// kernel in OIHW order.
+    pub fn oihw_view(self, t: &RawTensor) -> Result<RawTensor, TensorError> {
+        let shape: [usize; 4] = match t.shape() {
+            [a, b, c, d] => [*a, *b, *c, *d],
+            other => {
+                return Err(TensorError::StrideRank {
+                    shape: other.len(),
+                    strides: 4,
+                })
+            }
+        };
+        if !t.is_c_contiguous() {
+            return Err(TensorError::StrideRank {
+                shape: 4,
+                strides: t.strides().len(),
+            });
+        }
+        let src = c_strides(&shape);
+        let a = self.axes();
+        let shape_oihw = self.oihw_shape(&shape);
+        let strides = [src[a[0]], src[a[1]], src[a[2]], src[a[3]]];
+        RawTensor::strided(
+            t.dtype,
+            shape_oihw.to_vec(),
+            strides.to_vec(),
+            t.offset,
+            t.order,
+            t.storage.clone(),
+        )
     }
 
     /// The (out, in, kh, kw) shape of a kernel stored with this layout.
@@ -749,5 +785,32 @@ mod tests {
         }
         assert_eq!(KernelLayout::IOHW.to_oihw(&[3, 2, 1, 2], &iohw), oihw);
         assert_eq!(KernelLayout::IOHW.oihw_shape(&[3, 2, 1, 2]), [2, 3, 1, 2]);
+        // depthwise 1HWO: O=2 filters of 1x2, value = 1000*o + w
+        let ihwo: Vec<i32> = (0..2)
+            .flat_map(|w| (0..2).map(move |o| 1000 * o + w))
+            .collect();
+        let want: Vec<i32> = (0..2)
+            .flat_map(|o| (0..2).map(move |w| 1000 * o + w))
+            .collect();
+        assert_eq!(KernelLayout::IHWO.to_oihw(&[1, 1, 2, 2], &ihwo), want);
+        assert_eq!(KernelLayout::IHWO.oihw_shape(&[1, 1, 2, 2]), [2, 1, 1, 2]);
+    }
+
+    #[test]
+    fn oihw_views_read_like_the_copies() {
+        let data: Vec<f32> = (0..24).map(|x| x as f32).collect();
+        for (layout, shape) in [
+            (KernelLayout::OHWI, [2, 3, 2, 2]),
+            (KernelLayout::IHWO, [1, 3, 2, 4]),
+            (KernelLayout::HWIO, [3, 2, 2, 2]),
+            (KernelLayout::OIHW, [2, 2, 3, 2]),
+        ] {
+            let t = RawTensor::contiguous(DType::F32, shape.to_vec(), f32_blob(&data)).unwrap();
+            let v = layout.oihw_view(&t).unwrap();
+            assert_eq!(v.shape(), layout.oihw_shape(&shape));
+            assert_eq!(v.to_f32(), layout.to_oihw(&shape, &data), "{layout:?}");
+        }
+        let t = RawTensor::contiguous(DType::F32, vec![24], f32_blob(&data)).unwrap();
+        assert!(KernelLayout::OHWI.oihw_view(&t).is_err());
     }
 }

@@ -135,6 +135,7 @@ fn conv_node(ctx: &Ctx<'_>, i: usize, n: &NodeProto, op: ConvOp) -> ConvNode {
         ConvOp::Conv | ConvOp::ConvTranspose => ctx.constant(input(n, 1), "weight"),
         ConvOp::ConvInteger => conv_integer_weight(ctx, n, &mut notes),
         ConvOp::QLinearConv => qlinear_weight(ctx, n, &mut notes),
+        ConvOp::Conv2d | ConvOp::DepthwiseConv2d => Err("not an ONNX operator".to_string()),
     };
     let bias = match op {
         ConvOp::Conv | ConvOp::ConvTranspose => match input(n, 2) {
@@ -148,7 +149,7 @@ fn conv_node(ctx: &Ctx<'_>, i: usize, n: &NodeProto, op: ConvOp) -> ConvNode {
             },
         },
         ConvOp::QLinearConv => qlinear_bias(ctx, n, &weight, &mut notes),
-        ConvOp::ConvInteger => None,
+        ConvOp::ConvInteger | ConvOp::Conv2d | ConvOp::DepthwiseConv2d => None,
     };
     ConvNode {
         name: if n.name.is_empty() {

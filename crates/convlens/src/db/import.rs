@@ -1,19 +1,11 @@
-//! `db import-npy`: a filter database from the authors' published layout (CNN Filter DB,
-//! `dataset.h5`) converted to `.npy` + CSV.
+//! `db import-h5` and `db import-npy`: a filter database from the authors' published layout
+//! (CNN Filter DB): the filters (`dataset.h5`, an `N × 3 × 3` or `N × 9` float array called
+//! `filters` or `filter`; or the same array converted to `.npy`) plus `filterinfo.csv`, one row
+//! per (model, conv depth) record with a contiguous range of filter ids, and optionally a meta
+//! CSV with one row per model.
 //!
-//! convlens reads no HDF5 (the `/meta` table is a PyTables-pickled pandas frame, which only
-//! pandas reads faithfully). Convert once with Python (streaming, any size):
-//!
-//! ```python
-//! import h5py, numpy as np, pandas as pd
-//! f = h5py.File("dataset.h5")["filter"]; out = np.lib.format.open_memmap("filters.npy", "w+", np.float32, (len(f), 3, 3))
-//! for i in range(0, len(f), 10**8): out[i:i + 10**8] = f[i:i + 10**8].reshape(-1, 3, 3)
-//! m = pd.read_hdf("dataset.h5", "meta").reset_index(); m["first_filter_id"] = m.filter_ids.map(min); m["last_filter_id"] = m.filter_ids.map(max)
-//! m.drop(columns="filter_ids").to_csv("filterinfo.csv", index=False)
-//! ```
-//!
-//! Each row of `filterinfo.csv` is one (model, conv depth) record with a contiguous range of
-//! filter ids; its other columns are the model's meta data.
+//! The filters are read one model at a time (HDF5: windows of rows through `convlens-hdf5`;
+//! `.npy`: a memory map), so memory grows with the largest model, not with N.
 
 use super::record::{KernelShard, LayerRecord, ModelRecord};
 use super::shard::write_npy_f32;
@@ -22,8 +14,52 @@ use crate::compare::basis::Moments;
 use crate::depth::DepthBin;
 use crate::measure::{basis_moments, entropy_base10, scale_filter, sparse_mask, variance_spectrum};
 use convlens_core::Blob;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+/// Where imported filters come from: `n()` filters of 9 f32 values, read by ranges.
+trait FilterSource {
+    /// Number of filters.
+    fn n(&self) -> usize;
+    /// Filters `a..b` (`9 · (b − a)` values).
+    fn read(&self, a: usize, b: usize) -> Result<Vec<f32>, DbError>;
+    /// The `format` recorded for imported models.
+    fn format(&self) -> &'static str;
+}
+
+struct NpySource<'a> {
+    data: &'a [u8],
+    n: usize,
+}
+
+impl FilterSource for NpySource<'_> {
+    fn n(&self) -> usize {
+        self.n
+    }
+    fn read(&self, a: usize, b: usize) -> Result<Vec<f32>, DbError> {
+        Ok(self.data[a * 36..b * 36]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+    fn format(&self) -> &'static str {
+        "filter-db-npy"
+    }
+}
+
+struct H5Source(convlens_hdf5::FilterDataset);
+
+impl FilterSource for H5Source {
+    fn n(&self) -> usize {
+        usize::try_from(self.0.len()).unwrap_or(usize::MAX)
+    }
+    fn read(&self, a: usize, b: usize) -> Result<Vec<f32>, DbError> {
+        Ok(self.0.read(a as u64, b as u64)?)
+    }
+    fn format(&self) -> &'static str {
+        "filter-db-h5"
+    }
+}
 
 /// Columns of `filterinfo.csv` that describe a record, not the model.
 const RECORD_COLUMNS: &[&str] = &[
@@ -74,7 +110,78 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
     if t.dtype() != convlens_core::DType::F32 || !t.is_c_contiguous() {
         return Err(bad(filters, "filters must be C-ordered float32".into()));
     }
-    let data = t.storage().as_slice();
+    let src = NpySource {
+        data: t.storage().as_slice(),
+        n: n_total,
+    };
+    import(&src, filters, info, None, db_dir)
+}
+
+/// Imports the `filters` (or `filter`) dataset of the HDF5 file `h5` (`N × 3 × 3` or `N × 9`,
+/// float32 or float64, contiguous or chunked) with `info` and, when given, the per-model `meta`
+/// table (joined on the model column) into a database in `db_dir`; returns the number of
+/// models. The filters are streamed one model at a time.
+pub fn import_h5(
+    h5: &Path,
+    info: &Path,
+    meta: Option<&Path>,
+    db_dir: &Path,
+) -> Result<usize, DbError> {
+    let ds = convlens_hdf5::FilterDataset::open(h5, &["filters", "filter"])?;
+    import(&H5Source(ds), h5, info, meta, db_dir)
+}
+
+/// Per-model meta data: model name → (column, value) in column order.
+type MetaRows = HashMap<String, Vec<(String, String)>>;
+
+/// Model meta data from a per-model CSV.
+fn read_meta(meta: &Path) -> Result<MetaRows, DbError> {
+    let table =
+        convlens_table::Table::read_csv(meta, false).map_err(|e| bad(meta, e.to_string()))?;
+    let names: Vec<String> = table.names().map(str::to_string).collect();
+    let key = ["model", "model_id", "Name"]
+        .into_iter()
+        .find(|k| names.iter().any(|n| n == k))
+        .ok_or_else(|| bad(meta, "needs a `model`, `model_id` or `Name` column".into()))?;
+    let keys = table
+        .column(key)
+        .and_then(|c| c.as_str())
+        .ok_or_else(|| bad(meta, format!("column `{key}` is not text")))?;
+    let cols: Vec<String> = names.iter().filter(|n| *n != key).cloned().collect();
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (r, k) in keys.iter().enumerate() {
+        let k = k.clone().unwrap_or_default();
+        if out.contains_key(&k) {
+            return Err(bad(
+                meta,
+                format!("model {k:?} appears twice (row {})", r + 2),
+            ));
+        }
+        let row = cols
+            .iter()
+            .map(|c| {
+                let v = table
+                    .column(c)
+                    .and_then(|c| c.as_str())
+                    .and_then(|v| v[r].clone())
+                    .unwrap_or_default();
+                (c.clone(), v)
+            })
+            .collect();
+        out.insert(k, row);
+    }
+    Ok(out)
+}
+
+fn import(
+    src: &dyn FilterSource,
+    filters: &Path,
+    info: &Path,
+    meta: Option<&Path>,
+    db_dir: &Path,
+) -> Result<usize, DbError> {
+    let n_total = src.n();
+    let meta = meta.map(read_meta).transpose()?;
     let table =
         convlens_table::Table::read_csv(info, false).map_err(|e| bad(info, e.to_string()))?;
     let names: Vec<String> = table.names().map(str::to_string).collect();
@@ -131,10 +238,7 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
                 ));
             }
             let (a, b) = (a as usize, b as usize + 1);
-            let w: Vec<f32> = data[a * 36..b * 36]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let w = src.read(a, b)?;
             let (layer_norm, mask) = sparse_mask(&w, 9);
             let mut scaled = Vec::new();
             let mut x = [0.0; 9];
@@ -193,7 +297,7 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
         write_npy_f32(&db_dir.join(&shard), &[n, 3, 3], &all)
             .map_err(|e| DbError::Io(db_dir.join(&shard), e))?;
         let first_row = rows[0];
-        let meta = meta_cols
+        let mut meta_row: Vec<(String, String)> = meta_cols
             .iter()
             .map(|c| {
                 let v = col(c)
@@ -202,14 +306,28 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
                 ((*c).clone(), v)
             })
             .collect();
+        if let Some(by_model) = &meta {
+            let row = by_model.get(model).ok_or_else(|| {
+                bad(
+                    info,
+                    format!("model {model:?} has no row in the meta table"),
+                )
+            })?;
+            for (c, v) in row {
+                match meta_row.iter_mut().find(|(k, _)| k == c) {
+                    Some(slot) => slot.1 = v.clone(),
+                    None => meta_row.push((c.clone(), v.clone())),
+                }
+            }
+        }
         let rec = ModelRecord {
             name: name.clone(),
             file: filters.display().to_string(),
-            format: "filter-db-npy".into(),
+            format: src.format().into(),
             size: 0,
             mtime_ns: 0,
             blake3: String::new(),
-            meta,
+            meta: meta_row,
             n_conv_layers: rows.len(),
             n_conv_depths: rows.len(),
             depth_source: "conv_depth of the imported table".into(),

@@ -152,6 +152,9 @@ pub enum DbError {
     /// Databases that cannot be merged.
     #[error("db merge: {0}")]
     Merge(String),
+    /// An HDF5 filter file could not be read.
+    #[error(transparent)]
+    Hdf5(#[from] convlens_hdf5::H5Error),
 }
 
 /// Writes a file atomically (temp file + rename).
