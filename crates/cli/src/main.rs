@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use convlens::compare::shift::Density;
 use convlens::db::select::Condition;
 use convlens::extract::KernelSelect;
+use convlens::read::ReadOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,6 +48,10 @@ enum Command {
         /// Kernel sizes to list: `all` or `KxK` (e.g. `3x3`).
         #[arg(short, long, default_value = "all")]
         kernel: KernelSelect,
+        /// Checkpoint entry holding the model (e.g. `model_ema`, `D`; default: the
+        /// documented choice, listed in the notes with the other candidates).
+        #[arg(long)]
+        entry: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
@@ -63,6 +68,10 @@ enum Command {
         /// Kernel sizes to analyse: `3x3` (the papers' choice), `all` or `KxK`.
         #[arg(short, long, default_value = "3x3")]
         kernel: KernelSelect,
+        /// Checkpoint entry holding the model (e.g. `model_ema`, `D`; default: the
+        /// documented choice, listed in the notes with the other candidates).
+        #[arg(long)]
+        entry: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
@@ -103,6 +112,10 @@ enum Command {
         /// kl, depth, boxes, density, stem. Default: all.
         #[arg(long, value_delimiter = ',')]
         figures: Vec<String>,
+        /// Checkpoint entry holding the model in files read (e.g. `model_ema`; a meta
+        /// table's `Entry` column overrides it per model). Default: each file's default.
+        #[arg(long)]
+        entry: Option<String>,
     },
     /// Build and inspect a filter database of a model zoo.
     Db {
@@ -200,7 +213,8 @@ enum DbCommand {
     Build {
         /// Zoo folder (searched recursively for model files).
         zoo: PathBuf,
-        /// Meta table (CSV, one row per model, joined by name).
+        /// Meta table (CSV, one row per model, joined by name; an `Entry` column names the
+        /// checkpoint entry holding the model, e.g. `model_ema`).
         #[arg(long)]
         meta: Option<PathBuf>,
         /// Meta column holding the model name.
@@ -378,17 +392,27 @@ fn main() -> ExitCode {
         Command::Inspect {
             files,
             kernel,
+            entry,
             format,
             output,
-        } => expand(&files).and_then(|f| output::inspect(&f, kernel, format, output.as_deref())),
+        } => {
+            let read = ReadOptions::entry(entry.as_deref());
+            expand(&files)
+                .and_then(|f| output::inspect(&f, kernel, &read, format, output.as_deref()))
+        }
         Command::Quality {
             files,
             kernel,
+            entry,
             format,
             groups,
             output,
-        } => expand(&files)
-            .and_then(|f| output::quality(&f, kernel, format, groups, output.as_deref())),
+        } => {
+            let read = ReadOptions::entry(entry.as_deref());
+            expand(&files).and_then(|f| {
+                output::quality(&f, kernel, &read, format, groups, output.as_deref())
+            })
+        }
         Command::Db { command } => run_db(command),
         Command::Stem(args) => stem_cmd::run(args),
         Command::Report {
@@ -400,6 +424,7 @@ fn main() -> ExitCode {
             bootstrap,
             images,
             figures,
+            entry,
         } => (|| {
             let opts = convlens::report::ReportOptions {
                 compare,
@@ -408,6 +433,7 @@ fn main() -> ExitCode {
                 bootstrap,
                 images,
                 figures,
+                entry: ReadOptions::entry(entry.as_deref()).entry,
                 ..Default::default()
             };
             let r = convlens::report::report(&input, &output, &opts)?;

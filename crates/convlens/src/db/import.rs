@@ -210,6 +210,8 @@ pub fn import_npy(filters: &Path, info: &Path, db_dir: &Path) -> Result<usize, D
             mtime_ns: 0,
             blake3: String::new(),
             meta,
+            entry: None,
+            entry_asked: None,
             n_conv_layers: rows.len(),
             n_conv_depths: rows.len(),
             depth_source: "conv_depth of the imported table".into(),
