@@ -333,6 +333,7 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
                 kernel,
                 force,
                 files: Vec::new(),
+                entry: None,
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -409,9 +410,8 @@ fn main() -> ExitCode {
             output,
         } => {
             let read = ReadOptions::entry(entry.as_deref());
-            expand(&files).and_then(|f| {
-                output::quality(&f, kernel, &read, format, groups, output.as_deref())
-            })
+            expand(&files)
+                .and_then(|f| output::quality(&f, kernel, &read, format, groups, output.as_deref()))
         }
         Command::Db { command } => run_db(command),
         Command::Stem(args) => stem_cmd::run(args),

@@ -12,9 +12,9 @@
 //! name (tied weights: same storage bytes, offset, shape and strides) counts once, the copy is
 //! listed as skipped.
 
+use convlens_core::{Blob, DType};
 use convlens_core::{Checkpoint, ConvOp, KernelLayout, RawTensor};
 use serde::Serialize;
-use convlens_core::{Blob, DType};
 use std::collections::{BTreeSet, HashMap};
 
 /// Which kernel sizes to analyse.
@@ -272,7 +272,11 @@ pub fn weight_norm_effective(g: &RawTensor, v: &RawTensor) -> Result<RawTensor, 
     if chunk > 0 {
         for (o, row) in vv.chunks(chunk).enumerate() {
             let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let scale = gv.get(if per_out { o } else { 0 }).copied().unwrap_or(f64::NAN) / norm;
+            let scale = gv
+                .get(if per_out { o } else { 0 })
+                .copied()
+                .unwrap_or(f64::NAN)
+                / norm;
             w.extend(row.iter().map(|x| (x * scale) as f32));
         }
     }
@@ -389,9 +393,7 @@ pub fn extract(ckpt: &Checkpoint) -> Extraction {
             if let Some(first) = seen.get(&id) {
                 skipped.push(Skipped {
                     name: t.name.clone(),
-                    reason: format!(
-                        "the same storage as `{first}` (tied weights): counted once"
-                    ),
+                    reason: format!("the same storage as `{first}` (tied weights): counted once"),
                 });
                 continue;
             }

@@ -27,15 +27,15 @@ fn truth() -> Value {
 fn files() -> Vec<(String, Value)> {
     let t = truth();
     let files = t["files"].as_object().unwrap();
-    assert_eq!(files.len(), 15, "the generator writes 15 checkpoints");
+    assert_eq!(files.len(), 16, "the generator writes 16 checkpoints");
     files.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Asserts that `file` read with `entry` gives exactly the conv layers `want` (names,
 /// shapes and, through the f64 sum of squares, the weights).
 fn assert_layers(file: &str, entry: Option<&str>, want: &Value) {
-    let ck = read_with(&ckpt_file(file), &ReadOptions::entry(entry))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ck =
+        read_with(&ckpt_file(file), &ReadOptions::entry(entry)).unwrap_or_else(|e| panic!("{e}"));
     let ex = extract(&ck);
     let got: Vec<(String, Vec<usize>)> = ex
         .layers
@@ -104,15 +104,14 @@ fn optimizer_moments_are_never_layers() {
     );
     let ck = read_with(&ckpt_file("lightning.ckpt"), &ReadOptions::default()).unwrap();
     assert!(
-        ck.notes
-            .iter()
-            .any(|n| n.contains("`optimizer_states.0`")),
+        ck.notes.iter().any(|n| n.contains("`optimizer_states.0`")),
         "{:?}",
         ck.notes
     );
     assert!(
-        ck.notes.iter().any(|n| n.contains("module._orig_mod.")
-            || n.contains("the `model.` prefix")),
+        ck.notes
+            .iter()
+            .any(|n| n.contains("module._orig_mod.") || n.contains("the `model.` prefix")),
         "{:?}",
         ck.notes
     );
@@ -123,7 +122,13 @@ fn an_optimizer_state_alone_is_not_a_model() {
     let p = ckpt_file("optimizer_only.pt");
     let ck = read_with(&p, &ReadOptions::default()).unwrap();
     assert!(ck.tensors.is_empty(), "{} tensors", ck.tensors.len());
-    assert!(ck.notes.iter().any(|n| n.contains("optimizer state not read") && n.contains("(root)")), "{:?}", ck.notes);
+    assert!(
+        ck.notes
+            .iter()
+            .any(|n| n.contains("optimizer state not read") && n.contains("(root)")),
+        "{:?}",
+        ck.notes
+    );
     let e = analyse_file_with(&p, KernelSelect::DEFAULT, &ReadOptions::default()).unwrap_err();
     assert!(e.to_string().contains("optimizer_only.pt"), "{e}");
 }
@@ -134,7 +139,10 @@ fn an_unknown_entry_is_an_error_listing_the_candidates() {
     let e = read_with(&p, &ReadOptions::entry(Some("generator"))).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("gan.pt"), "{msg}");
-    assert!(msg.contains("`generator`") && msg.contains("`G`, `D`"), "{msg}");
+    assert!(
+        msg.contains("`generator`") && msg.contains("`G`, `D`"),
+        "{msg}"
+    );
     // formats with a single model refuse an entry
     let Some(st) = zoo_file("resnet20_normal_s0.safetensors") else {
         return;
@@ -202,7 +210,11 @@ fn weight_norm_is_rebuilt_into_the_effective_weight() {
         for (l, w) in r.layers.iter().zip(want.as_array().unwrap()) {
             let m = &w["metrics"];
             let what = format!("{file} {}", l.name);
-            assert_close(&format!("{what} layer_norm"), l.layer_norm, &m["layer_norm"]);
+            assert_close(
+                &format!("{what} layer_norm"),
+                l.layer_norm,
+                &m["layer_norm"],
+            );
             assert_eq!(
                 l.sparse_filters as u64,
                 m["layer_sparse_filters"].as_u64().unwrap(),
@@ -210,7 +222,7 @@ fn weight_norm_is_rebuilt_into_the_effective_weight() {
             );
             assert_close(
                 &format!("{what} entropy"),
-                l.variance_entropy.unwrap_or(f64::NAN),
+                l.variance_entropy,
                 &m["entropy"],
             );
             assert_close(&format!("{what} ortho"), l.orthogonality, &m["ortho"]);
@@ -266,7 +278,11 @@ fn wrapper_prefixes_are_removed_and_batchnorm_is_found() {
     for file in ["weight_norm.pt", "weight_norm_parametrizations.pt"] {
         let stem = StemModel::load(&ckpt_file(file), &LoadOptions::default()).unwrap();
         assert_eq!(stem.info.layer, "features.0", "{file}");
-        assert_eq!(stem.info.batch_norm.as_deref(), Some("features.1"), "{file}");
+        assert_eq!(
+            stem.info.batch_norm.as_deref(),
+            Some("features.1"),
+            "{file}"
+        );
     }
     // and an EMA copy can be the stem
     let ema = StemModel::load(
@@ -322,7 +338,11 @@ fn db_build_reads_the_entry_column() {
     assert!((l2("plain") - want("model")).abs() <= 1e-6 * want("model"));
     assert!((l2("ema") - want("model_ema")).abs() <= 1e-6 * want("model_ema"));
     // changing the Entry cell re-reads the file
-    std::fs::write(zoo.join("meta.csv"), "Name,Entry\nplain,model_ema\nema,model_ema\n").unwrap();
+    std::fs::write(
+        zoo.join("meta.csv"),
+        "Name,Entry\nplain,model_ema\nema,model_ema\n",
+    )
+    .unwrap();
     build(&zoo, &out, &opts, &|_, _, _| {}).unwrap();
     let db = Db::open(&out).unwrap();
     let m = db.models.iter().find(|m| m.name == "plain").unwrap();

@@ -402,7 +402,10 @@ fn count_tensors(v: &Value) -> Result<(usize, usize), TorchError> {
                     .entries
                     .iter()
                     .for_each(|(_, c)| push(&mut stack, c));
-                o.list_items.borrow().iter().for_each(|c| push(&mut stack, c));
+                o.list_items
+                    .borrow()
+                    .iter()
+                    .for_each(|c| push(&mut stack, c));
             }
             _ => {}
         }

@@ -155,9 +155,10 @@ pub(crate) fn finish(
     let chosen = match &opts.entry {
         Some(want) => {
             let want_trim = want.trim();
-            let found = survey.candidates.iter().position(|c| {
-                c.name == want_trim || (c.name.is_empty() && want_trim == "(root)")
-            });
+            let found = survey
+                .candidates
+                .iter()
+                .position(|c| c.name == want_trim || (c.name.is_empty() && want_trim == "(root)"));
             match found {
                 Some(i) => Some(i),
                 None => {
@@ -244,17 +245,22 @@ pub(crate) fn finish(
 }
 
 /// Removes the wrapper prefixes ([`WRAPPER_PREFIXES`]) shared by every tensor name, repeatedly
-/// (`module._orig_mod.conv1.weight` → `conv1.weight`).
+/// (`module._orig_mod.conv1.weight` → `conv1.weight`). 0-d tensors (counters such as
+/// `AveragedModel`'s `n_averaged`) need not have the prefix.
 fn strip_wrapper_prefixes(tensors: &mut [convlens_core::NamedTensor], notes: &mut Vec<String>) {
     let mut removed = String::new();
+    let has =
+        |t: &convlens_core::NamedTensor, p: &str| t.name.len() > p.len() && t.name.starts_with(p);
     while let Some(prefix) = WRAPPER_PREFIXES.iter().find(|p| {
-        !tensors.is_empty()
+        tensors.iter().any(|t| !t.tensor.shape().is_empty())
             && tensors
                 .iter()
-                .all(|t| t.name.len() > p.len() && t.name.starts_with(*p))
+                .all(|t| t.tensor.shape().is_empty() || has(t, p))
     }) {
         for t in tensors.iter_mut() {
-            t.name = t.name.get(prefix.len()..).unwrap_or_default().to_string();
+            if has(t, prefix) {
+                t.name = t.name.get(prefix.len()..).unwrap_or_default().to_string();
+            }
         }
         removed.push_str(prefix);
     }

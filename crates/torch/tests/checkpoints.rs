@@ -67,6 +67,8 @@ fn training_checkpoints_give_the_model_state_dict_only() {
             "state_dict,callbacks.EMACallback.ema_state_dict",
         ),
         ("whole_objects.pt", "model", "model"),
+        // the averaged copy comes first in the file, the trained model is still the default
+        ("swa.pt", "state_dict", "state_dict,swa_state_dict"),
     ] {
         let c = read_ckpt(file, None).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(names(&c), tiny_keys(), "{file}");
@@ -80,6 +82,11 @@ fn other_models_are_chosen_by_entry() {
     let c = read_ckpt("model_ema.pt", Some("model_ema")).unwrap();
     assert_eq!(names(&c), tiny_keys());
     assert_eq!(meta(&c, META_ENTRY), Some("model_ema"));
+    // AveragedModel: `module.` removed although the 0-d `n_averaged` does not have it
+    let c = read_ckpt("swa.pt", Some("swa_state_dict")).unwrap();
+    let mut want = vec!["n_averaged".to_string()];
+    want.extend(tiny_keys());
+    assert_eq!(names(&c), want);
     let d = read_ckpt("gan.pt", Some("D")).unwrap();
     assert_eq!(
         names(&d),
@@ -171,7 +178,12 @@ fn a_dict_containing_itself_ends() {
     let mut p = Pk::new();
     p.op(b'}').raw(b"q\x00");
     p.str("a").raw(b"h\x00").op(b's');
-    p.str("b").op(b']').mark().raw(b"h\x00h\x00").op(b'e').op(b's');
+    p.str("b")
+        .op(b']')
+        .mark()
+        .raw(b"h\x00h\x00")
+        .op(b'e')
+        .op(b's');
     let c = read(Blob::from_vec(p.stop())).unwrap();
     assert!(c.tensors.is_empty());
     assert_eq!(meta(&c, META_ENTRY), None);

@@ -502,8 +502,8 @@ fn process_model(
     entry_asked: Option<String>,
 ) -> Result<(ModelRecord, PendingShards), NotStored> {
     let fmeta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ckpt = read_with(path, &ReadOptions::entry(entry_asked.as_deref()))
-        .map_err(|e| e.to_string())?;
+    let ckpt =
+        read_with(path, &ReadOptions::entry(entry_asked.as_deref())).map_err(|e| e.to_string())?;
     let ex = extract(&ckpt);
     // the analysed layers, in the same order as report.layers
     let layers: Vec<_> = ex.selected(kernel).collect();
