@@ -268,12 +268,7 @@ impl Walk {
                     }
                     let state = o.state.borrow();
                     match &*state {
-                        Some(Value::Dict(d)) => {
-                            if self.enter(Rc::as_ptr(d) as usize, depth + 1)? {
-                                let data = d.0.borrow();
-                                self.visit_dict(v, &data, path, depth + 1)?;
-                            }
-                        }
+                        Some(Value::Dict(d)) => self.visit_attributes(v, d, path, depth + 1)?,
                         Some(other) => self.visit(other, path, depth + 1)?,
                         None => {}
                     }
@@ -282,6 +277,21 @@ impl Walk {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The attribute dict `d` of the inert object `v`, searched like a dict.
+    fn visit_attributes(
+        &mut self,
+        v: &Value,
+        d: &Rc<crate::value::Dict>,
+        path: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<(), TorchError> {
+        if !self.enter(Rc::as_ptr(d) as usize, depth)? {
+            return Ok(());
+        }
+        let data = d.0.borrow();
+        self.visit_dict(v, &data, path, depth)
     }
 
     /// A dict: an optimizer state (recorded), a state dict (a candidate) or a container.
