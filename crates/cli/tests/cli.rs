@@ -238,3 +238,35 @@ fn entry_picks_a_model_of_a_training_checkpoint() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("gan.pt") && err.contains("`G`, `D`"), "{err}");
 }
+
+#[test]
+fn report_reads_the_asked_entry() {
+    let out_dir =
+        std::env::temp_dir().join(format!("convlens-report-entry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let o = out_dir.display().to_string();
+    let f = "fixtures/checkpoints/model_ema.pt";
+    let out = convlens(&[
+        "report",
+        f,
+        "-o",
+        &o,
+        "--figures",
+        "filters",
+        "--entry",
+        "model_ema",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("db/models/model_ema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["entry"], "model_ema");
+    let table = std::fs::read_to_string(out_dir.join("db/models.csv")).unwrap();
+    assert!(table.lines().next().unwrap().contains(",entry,"), "{table}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

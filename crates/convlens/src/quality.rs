@@ -121,8 +121,8 @@ pub struct ModelReport {
     pub file: String,
     /// Container format.
     pub format: &'static str,
-    /// The checkpoint entry the model was read from (PyTorch checkpoints; empty for the whole
-    /// file), with the other candidates in `notes`.
+    /// The checkpoint entry the model was read from (PyTorch checkpoints whose model is an
+    /// entry of the file), with the other candidates in `notes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     /// Where depth comes from.
@@ -306,7 +306,7 @@ pub fn analyse_checkpoint_with(
     Ok(ModelReport {
         file: path.display().to_string(),
         format: ckpt.format.name(),
-        entry: entry_of(ckpt).map(str::to_string),
+        entry: entry_of(ckpt).filter(|e| !e.is_empty()).map(str::to_string),
         depth_source: ex.depth_source.clone(),
         n_conv_depths: ex.n_conv_depths,
         n_conv_layers: ex.layers.iter().filter(|l| !l.transposed).count(),
@@ -387,8 +387,8 @@ pub struct InspectReport {
     pub file: String,
     /// Container format.
     pub format: &'static str,
-    /// The checkpoint entry the model was read from (PyTorch checkpoints; empty for the whole
-    /// file), with the other candidates in `notes`.
+    /// The checkpoint entry the model was read from (PyTorch checkpoints whose model is an
+    /// entry of the file), with the other candidates in `notes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     /// Where depth comes from.
@@ -428,7 +428,7 @@ pub fn inspect_checkpoint(path: &Path, ckpt: &Checkpoint, kernel: KernelSelect) 
     InspectReport {
         file: path.display().to_string(),
         format: ckpt.format.name(),
-        entry: entry_of(ckpt).map(str::to_string),
+        entry: entry_of(ckpt).filter(|e| !e.is_empty()).map(str::to_string),
         depth_source: ex.depth_source,
         n_conv_depths: ex.n_conv_depths,
         layers,

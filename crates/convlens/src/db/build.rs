@@ -623,7 +623,9 @@ fn process_model(
         mtime_ns: mtime_ns(&fmeta),
         blake3,
         meta,
-        entry: entry_of(&ckpt).map(str::to_string),
+        entry: entry_of(&ckpt)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string),
         entry_asked,
         n_conv_layers: report.n_conv_layers,
         n_conv_depths: report.n_conv_depths,

@@ -109,8 +109,8 @@ pub struct ModelRecord {
     pub blake3: String,
     /// Meta-table cells of the model, in the table's column order (empty without a row).
     pub meta: Vec<(String, String)>,
-    /// The checkpoint entry the model was read from (PyTorch checkpoints; empty for the whole
-    /// file; `None` for formats without entries).
+    /// The checkpoint entry the model was read from (PyTorch checkpoints whose model is an
+    /// entry of the file; `None` for the whole file and for formats without entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     /// The entry asked for (the `Entry` meta cell or the build option); `None`: the default.
