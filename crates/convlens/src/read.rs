@@ -197,7 +197,7 @@ pub fn entries_of(ckpt: &Checkpoint) -> Vec<String> {
     ckpt.metadata
         .iter()
         .find(|(k, _)| k == convlens_torch::META_ENTRIES)
-        .map(|(_, v)| v.split(',').map(str::to_string).collect())
+        .map(|(_, v)| v.split('\n').map(str::to_string).collect())
         .unwrap_or_default()
 }
 

@@ -39,9 +39,9 @@ use value::Value;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// The checkpoint entry holding the model, as a dotted path of keys (`net`, `model_ema`,
-    /// `G`, `callbacks.EMACallback.ema_state_dict`); `None` takes the default candidate (see
-    /// the crate documentation). The entries of a file are listed in its notes and under
-    /// [`META_ENTRIES`].
+    /// `G`, `callbacks.EMACallback.ema_state_dict`; `(root)` for the whole file); `None` takes
+    /// the default candidate (see the crate documentation). The entries of a file are listed in
+    /// its notes and under [`META_ENTRIES`].
     pub entry: Option<String>,
 }
 
@@ -126,7 +126,8 @@ pub const WRAPPER_PREFIXES: [&str; 3] = ["module.", "_orig_mod.", "model."];
 /// Metadata key of the checkpoint entry the model was read from (empty: the whole file).
 pub const META_ENTRY: &str = "entry";
 
-/// Metadata key of every candidate model entry of the file, comma-separated, default first.
+/// Metadata key of every candidate model entry of the file, one per line (names may hold
+/// commas), the one read first.
 pub const META_ENTRIES: &str = "entries";
 
 /// Descends into the model part of a checkpoint and collects its tensors.
@@ -218,7 +219,7 @@ pub(crate) fn finish(
                 .map(|(_, c)| c.name.clone()),
         );
         metadata.push((META_ENTRY.to_string(), c.name.clone()));
-        metadata.push((META_ENTRIES.to_string(), all.join(",")));
+        metadata.push((META_ENTRIES.to_string(), all.join("\n")));
         let name_cap = input_len.saturating_mul(4).max(1 << 24);
         let col = collect::collect(&c.value, src, order, name_cap)?;
         notes.extend(col.notes);

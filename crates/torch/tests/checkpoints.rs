@@ -58,18 +58,18 @@ fn training_checkpoints_give_the_model_state_dict_only() {
         ("cifar_adam_legacy.pt", "net", "net"),
         ("cifar_sgd.pt", "net", "net"),
         ("scheduler_scaler.pth", "model", "model"),
-        ("model_ema.pt", "model", "model,model_ema"),
+        ("model_ema.pt", "model", "model\nmodel_ema"),
         ("dataparallel.pt", "state_dict", "state_dict"),
         ("compiled.pt", "", ""),
         ("compiled_dataparallel.pt", "model", "model"),
         (
             "lightning.ckpt",
             "state_dict",
-            "state_dict,callbacks.EMACallback.ema_state_dict",
+            "state_dict\ncallbacks.EMACallback.ema_state_dict",
         ),
         ("whole_objects.pt", "model", "model"),
         // the averaged copy comes first in the file, the trained model is still the default
-        ("swa.pt", "state_dict", "state_dict,swa_state_dict"),
+        ("swa.pt", "state_dict", "state_dict\nswa_state_dict"),
     ] {
         let c = read_ckpt(file, None).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(names(&c), tiny_keys(), "{file}");
@@ -234,7 +234,7 @@ fn many_candidates_are_listed_and_bounded() {
     let c = read(Blob::from_vec(z.clone())).unwrap();
     assert_eq!(names(&c), ["w"]);
     assert_eq!(meta(&c, META_ENTRY), Some("m0"));
-    assert_eq!(meta(&c, META_ENTRIES).unwrap().split(',').count(), 10_000);
+    assert_eq!(meta(&c, META_ENTRIES).unwrap().lines().count(), 10_000);
     let c = read_with(
         Blob::from_vec(z),
         &ReadOptions {
