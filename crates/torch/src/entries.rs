@@ -182,7 +182,7 @@ pub(crate) fn survey(root: &Value) -> Result<Survey, TorchError> {
     if w.survey.candidates.is_empty() {
         // no state dict or module anywhere (e.g. tensors only in lists): the whole file,
         // without its optimizer states, when it holds any tensor
-        let (tensors, four_d) = count_tensors(root)?;
+        let (tensors, four_d) = count_tensors(root, &mut w.visits)?;
         if tensors > 0 {
             w.survey.candidates.push(Candidate {
                 name: String::new(),
@@ -213,7 +213,9 @@ impl Walk {
     }
 
     fn candidate(&mut self, v: &Value, path: &[String]) -> Result<(), TorchError> {
-        let (tensors, four_d) = count_tensors(v)?;
+        // one budget for the whole survey: candidates sharing a large subtree cannot multiply
+        // the work
+        let (tensors, four_d) = count_tensors(v, &mut self.visits)?;
         self.survey.candidates.push(Candidate {
             name: path.join("."),
             value: v.clone(),
@@ -350,12 +352,11 @@ fn is_container(v: &Value) -> bool {
 }
 
 /// Tensors and 4-D tensors under `v` (each container counted once, optimizer states not
-/// entered).
-fn count_tensors(v: &Value) -> Result<(usize, usize), TorchError> {
+/// entered); every container visited counts against `visits` (at most [`MAX_VISITS`]).
+fn count_tensors(v: &Value, visits: &mut usize) -> Result<(usize, usize), TorchError> {
     let mut seen: HashSet<usize> = HashSet::new();
     let mut stack: Vec<(Value, usize)> = vec![(v.clone(), 0)];
     let (mut n, mut four) = (0usize, 0usize);
-    let mut visits = 0usize;
     while let Some((x, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
             return Err(TorchError::Limit(format!(
@@ -377,8 +378,8 @@ fn count_tensors(v: &Value) -> Result<(usize, usize), TorchError> {
         if !seen.insert(ptr) {
             continue;
         }
-        visits += 1;
-        if visits > MAX_VISITS {
+        *visits += 1;
+        if *visits > MAX_VISITS {
             return Err(TorchError::Limit(format!(
                 "the checkpoint holds more than {MAX_VISITS} containers"
             )));

@@ -244,3 +244,45 @@ fn many_candidates_are_listed_and_bounded() {
     .unwrap();
     assert_eq!(meta(&c, META_ENTRY), Some("m9999"));
 }
+
+#[test]
+fn candidates_sharing_a_large_subtree_share_one_work_budget() {
+    // 1000 state dicts {'w': tensor, 'big': L}, all with the same list L of 10 000 dicts:
+    // counting each candidate's tensors separately would visit 10 million containers
+    let mut p = Pk::new();
+    p.op(b'}').mark();
+    for i in 0..1000 {
+        p.str(&format!("m{i}")).op(b'}').mark().str("w").tensor_v2(
+            "FloatStorage",
+            "0",
+            4,
+            0,
+            &[1, 1, 2, 2],
+            &[4, 4, 2, 1],
+        );
+        p.str("big");
+        if i == 0 {
+            p.op(b']').mark();
+            for _ in 0..10_000 {
+                p.op(b'}');
+            }
+            p.op(b'e').raw(b"r\x00\x00\x00\x00");
+        } else {
+            p.raw(b"j\x00\x00\x00\x00");
+        }
+        p.op(b'u');
+    }
+    p.op(b'u');
+    let z = torch_zip(
+        "m",
+        &p.stop(),
+        &[("0", f32_bytes(&[1.0, 2.0, 3.0, 4.0]))],
+        &[],
+        CompressionMethod::Stored,
+    );
+    let start = std::time::Instant::now();
+    let e = read(Blob::from_vec(z)).unwrap_err();
+    assert!(matches!(e, TorchError::Limit(_)), "{e}");
+    assert!(e.to_string().contains("containers"), "{e}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
