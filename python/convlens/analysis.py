@@ -17,15 +17,17 @@ from .figures import Figure
 __all__ = ["inspect", "quality", "Quality", "stem", "Stem"]
 
 
-def inspect(model: Any, kernel: str = "all", name: Optional[str] = None) -> pd.DataFrame:
+def inspect(model: Any, kernel: str = "all", name: Optional[str] = None, entry: Optional[str] = None) -> pd.DataFrame:
     """The convolution layers of a model, one row per layer, with the columns of
     ``convlens inspect --format csv``.
 
     ``model`` is a path (any format convlens reads), a ``torch.nn.Module``, a state dict
     (mapping of names to tensors or arrays) or a single array; ``kernel`` is ``"all"`` or a
-    size such as ``"3x3"``. The full report (skipped entries, notes) is in ``df.attrs["report"]``.
+    size such as ``"3x3"``; ``entry`` picks the model inside a PyTorch training checkpoint file
+    (``"model_ema"``, ``"G"``, ...; default: the first non-averaged model, see the notes). The
+    full report (skipped entries, notes) is in ``df.attrs["report"]``.
     """
-    js, layers = _convlens.inspect(source(model, name), kernel)
+    js, layers = _convlens.inspect(source(model, name), kernel, entry)
     return with_report(frame(layers), js)
 
 
@@ -51,11 +53,12 @@ class Quality:
         return iter((self.layers, self.groups))
 
 
-def quality(model: Any, kernel: str = "3x3", name: Optional[str] = None) -> Quality:
+def quality(model: Any, kernel: str = "3x3", name: Optional[str] = None, entry: Optional[str] = None) -> Quality:
     """Sparsity, variance entropy, orthogonality and norms of every layer of the given kernel
     size (``"3x3"``, ``"all"``, ``"5x5"``, ...) and their per-model aggregates by depth group
-    (first layer, then deciles of normalised depth). Same numbers as ``convlens quality``."""
-    js, layers, groups = _convlens.quality(source(model, name), kernel)
+    (first layer, then deciles of normalised depth). Same numbers as ``convlens quality``;
+    ``entry`` as for :func:`inspect`."""
+    js, layers, groups = _convlens.quality(source(model, name), kernel, entry)
     rep = json.loads(js)
     lf, gf = frame(layers), frame(groups)
     lf.attrs["report"] = rep
@@ -98,6 +101,7 @@ def stem(
     seed: int = 0,
     layer: Optional[str] = None,
     name: Optional[str] = None,
+    entry: Optional[str] = None,
 ) -> Stem:
     """Runs the stem (first conv layer, BatchNorm folded, ReLU) on clean and perturbed images.
 
@@ -134,6 +138,7 @@ def stem(
         step_size,
         seed,
         layer,
+        entry,
     )
     rep = json.loads(js)
     fig = Figure(svg, title="stem activations") if svg else None

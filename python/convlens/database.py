@@ -141,12 +141,14 @@ class Database:
         force: bool = False,
         files: Optional[Sequence[PathLike]] = None,
         part: Optional[Tuple[int, int]] = None,
+        entry: Optional[str] = None,
         progress: Union[bool, Callable[[int, int, str], None]] = True,
     ) -> "Database":
         """Collects the conv filters of every checkpoint under ``zoo`` (or only ``files``) into
         the database folder ``out`` (created or updated: unchanged files are not read again).
         ``files`` (paths inside ``zoo``) or ``part=(i, n)`` (every n-th model of the name-sorted
         list, from the i-th) build a *partial* database; :meth:`merge` combines partial ones.
+        ``entry`` is the checkpoint entry for files whose meta row has no ``Entry`` cell.
         ``progress`` shows a bar (tqdm when installed), ``False`` is silent, a callable gets
         ``(done, total, model)``. Files that fail are listed by :meth:`status`."""
         cb: Optional[Callable[[int, int, str], None]]
@@ -161,7 +163,7 @@ class Database:
         try:
             summary, status = _convlens.db_build(
                 os.fspath(zoo), os.fspath(out), _opt(meta), name_column, list(formats or []),
-                kernel, force, [os.fspath(f) for f in (files or [])], cb, part,
+                kernel, force, [os.fspath(f) for f in (files or [])], cb, part, entry,
             )
         finally:
             if bar is not None:

@@ -56,14 +56,26 @@ impl Source {
         })
     }
 
-    /// The checkpoint and the name used for it in reports.
-    fn read(&self) -> Result<(PathBuf, std::borrow::Cow<'_, Checkpoint>), Failure> {
+    /// The checkpoint and the name used for it in reports; `entry` picks the model inside a
+    /// PyTorch training checkpoint.
+    fn read(
+        &self,
+        entry: Option<&str>,
+    ) -> Result<(PathBuf, std::borrow::Cow<'_, Checkpoint>), Failure> {
         match self {
             Source::Path(p) => {
-                let c = convlens::read::read(p).map_err(Failure::from_read)?;
+                let opts = convlens::read::ReadOptions {
+                    entry: entry.map(str::to_string),
+                };
+                let c = convlens::read::read_with(p, &opts).map_err(Failure::from_read)?;
                 Ok((p.clone(), std::borrow::Cow::Owned(c)))
             }
             Source::Tensors { name, ckpt } => {
+                if entry.is_some() {
+                    return Err(Failure::argument(format!(
+                        "{name}: entry is for checkpoint files; pass the state dict itself"
+                    )));
+                }
                 Ok((PathBuf::from(name), std::borrow::Cow::Borrowed(ckpt)))
             }
         }
@@ -114,18 +126,20 @@ fn table_err(py: Python<'_>, e: convlens_table::TableError) -> PyErr {
     argument_error(py, &e.to_string())
 }
 
-/// `inspect(src, kernel)` → `(json, layers_table)`.
+/// `inspect(src, kernel, entry)` → `(json, layers_table)`.
 #[pyfunction]
+#[pyo3(signature = (src, kernel, entry=None))]
 fn inspect<'py>(
     py: Python<'py>,
     src: &Bound<'py, PyAny>,
     kernel: &str,
+    entry: Option<String>,
 ) -> PyResult<(String, Bound<'py, PyTuple>)> {
     let k = kernel_select(py, kernel)?;
     let source = Source::extract(py, src)?;
     let report = py
         .detach(|| {
-            let (path, ckpt) = source.read()?;
+            let (path, ckpt) = source.read(entry.as_deref())?;
             Ok::<_, Failure>(inspect_checkpoint(&path, &ckpt, k))
         })
         .map_err(|e| to_py(py, e))?;
@@ -133,18 +147,20 @@ fn inspect<'py>(
     Ok((json(py, &report)?, table_to_py(py, &t)?))
 }
 
-/// `quality(src, kernel)` → `(json, layers_table, groups_table)`.
+/// `quality(src, kernel, entry)` → `(json, layers_table, groups_table)`.
 #[pyfunction]
+#[pyo3(signature = (src, kernel, entry=None))]
 fn quality<'py>(
     py: Python<'py>,
     src: &Bound<'py, PyAny>,
     kernel: &str,
+    entry: Option<String>,
 ) -> PyResult<(String, Bound<'py, PyTuple>, Bound<'py, PyTuple>)> {
     let k = kernel_select(py, kernel)?;
     let source = Source::extract(py, src)?;
     let report = py
         .detach(|| {
-            let (path, ckpt) = source.read()?;
+            let (path, ckpt) = source.read(entry.as_deref())?;
             analyse_checkpoint(&path, &ckpt, k).map_err(Failure::from_analyse)
         })
         .map_err(|e| to_py(py, e))?;
@@ -201,7 +217,7 @@ fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<P
 /// `db_build(zoo, out, meta, name_column, formats, kernel, force, files, progress)` →
 /// `(summary_json, [(model, file, outcome, detail), ...])`.
 #[pyfunction]
-#[pyo3(signature = (zoo, out, meta=None, name_column="Name".to_string(), formats=Vec::new(), kernel="3x3", force=false, files=Vec::new(), progress=None, part=None))]
+#[pyo3(signature = (zoo, out, meta=None, name_column="Name".to_string(), formats=Vec::new(), kernel="3x3", force=false, files=Vec::new(), progress=None, part=None, entry=None))]
 #[allow(clippy::too_many_arguments)]
 fn db_build(
     py: Python<'_>,
@@ -215,6 +231,7 @@ fn db_build(
     files: Vec<PathBuf>,
     progress: Option<Py<PyAny>>,
     part: Option<(usize, usize)>,
+    entry: Option<String>,
 ) -> PyResult<(String, Py<PyAny>)> {
     let kernel = kernel_select(py, kernel)?;
     if let Some((i, n)) = part {
@@ -233,6 +250,7 @@ fn db_build(
         force,
         files,
         part,
+        entry,
     };
     let r = py
         .detach(|| {
@@ -547,7 +565,7 @@ fn image_set(py: Python<'_>, images: &Bound<'_, PyAny>) -> PyResult<ImageSet> {
 /// `stem(src, images, perturbed, robust, mean, std, eps, steps, step_size, seed, layer)` →
 /// `(json, filters_table, models_table, svg_figure)`.
 #[pyfunction]
-#[pyo3(signature = (src, images, perturbed=None, robust=None, mean=None, std=None, eps=8.0/255.0, steps=0, step_size=None, seed=0, layer=None))]
+#[pyo3(signature = (src, images, perturbed=None, robust=None, mean=None, std=None, eps=8.0/255.0, steps=0, step_size=None, seed=0, layer=None, entry=None))]
 #[allow(clippy::too_many_arguments)]
 fn stem<'py>(
     py: Python<'py>,
@@ -562,6 +580,7 @@ fn stem<'py>(
     step_size: Option<f64>,
     seed: u64,
     layer: Option<String>,
+    entry: Option<String>,
 ) -> PyResult<StemResult<'py>> {
     let source = Source::extract(py, src)?;
     let images = image_set(py, images)?;
@@ -570,6 +589,7 @@ fn stem<'py>(
     let opts = AnalysisOptions {
         load: LoadOptions {
             layer,
+            entry: entry.clone(),
             ..Default::default()
         },
         norm: mean.zip(std),
@@ -583,7 +603,7 @@ fn stem<'py>(
     };
     let r = py
         .detach(|| {
-            let (path, ckpt) = source.read()?;
+            let (path, ckpt) = source.read(entry.as_deref())?;
             let name = match &source {
                 Source::Path(p) => convlens::read::model_name(p),
                 Source::Tensors { name, .. } => name.clone(),
@@ -617,19 +637,20 @@ fn stem<'py>(
 /// `filters_figure(src, which, kernel)` → SVG of a layer's filters: `which` is `first`, `last`,
 /// `rgb` (the stem as colour patches) or a layer name.
 #[pyfunction]
-#[pyo3(signature = (src, which="first", kernel="3x3"))]
+#[pyo3(signature = (src, which="first", kernel="3x3", entry=None))]
 fn filters_figure(
     py: Python<'_>,
     src: &Bound<'_, PyAny>,
     which: &str,
     kernel: &str,
+    entry: Option<String>,
 ) -> PyResult<String> {
     let k = kernel_select(py, kernel)?;
     let source = Source::extract(py, src)?;
     let which = which.to_string();
     let kernel = kernel.to_string();
     py.detach(|| {
-        let (path, ckpt) = source.read()?;
+        let (path, ckpt) = source.read(entry.as_deref())?;
         let ex = convlens::extract::extract(&ckpt);
         let layers: Vec<_> = ex.selected(k).filter(|l| !l.transposed).collect();
         let name = path.display().to_string();

@@ -10,6 +10,7 @@ use convlens::compare::shift::Density;
 use convlens::db::build::Outcome;
 use convlens::db::select::Condition;
 use convlens::extract::KernelSelect;
+use convlens::read::ReadOptions;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,6 +50,10 @@ enum Command {
         /// Kernel sizes to list: `all` or `KxK` (e.g. `3x3`).
         #[arg(short, long, default_value = "all")]
         kernel: KernelSelect,
+        /// Checkpoint entry holding the model (e.g. `model_ema`, `D`; default: the
+        /// documented choice, listed in the notes with the other candidates).
+        #[arg(long)]
+        entry: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
@@ -65,6 +70,10 @@ enum Command {
         /// Kernel sizes to analyse: `3x3` (the papers' choice), `all` or `KxK`.
         #[arg(short, long, default_value = "3x3")]
         kernel: KernelSelect,
+        /// Checkpoint entry holding the model (e.g. `model_ema`, `D`; default: the
+        /// documented choice, listed in the notes with the other candidates).
+        #[arg(long)]
+        entry: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
@@ -105,6 +114,10 @@ enum Command {
         /// kl, depth, boxes, density, stem. Default: all.
         #[arg(long, value_delimiter = ',')]
         figures: Vec<String>,
+        /// Checkpoint entry holding the model in files read (e.g. `model_ema`; a meta
+        /// table's `Entry` column overrides it per model). Default: each file's default.
+        #[arg(long)]
+        entry: Option<String>,
     },
     /// Build and inspect a filter database of a model zoo.
     Db {
@@ -202,7 +215,8 @@ enum DbCommand {
     Build {
         /// Zoo folder (searched recursively for model files).
         zoo: PathBuf,
-        /// Meta table (CSV, one row per model, joined by name).
+        /// Meta table (CSV, one row per model, joined by name; an `Entry` column names the
+        /// checkpoint entry holding the model, e.g. `model_ema`).
         #[arg(long)]
         meta: Option<PathBuf>,
         /// Meta column holding the model name.
@@ -401,6 +415,7 @@ fn run_db(command: DbCommand) -> anyhow::Result<usize> {
                 force,
                 files,
                 part,
+                entry: None,
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -497,17 +512,26 @@ fn main() -> ExitCode {
         Command::Inspect {
             files,
             kernel,
+            entry,
             format,
             output,
-        } => expand(&files).and_then(|f| output::inspect(&f, kernel, format, output.as_deref())),
+        } => {
+            let read = ReadOptions::entry(entry.as_deref());
+            expand(&files)
+                .and_then(|f| output::inspect(&f, kernel, &read, format, output.as_deref()))
+        }
         Command::Quality {
             files,
             kernel,
+            entry,
             format,
             groups,
             output,
-        } => expand(&files)
-            .and_then(|f| output::quality(&f, kernel, format, groups, output.as_deref())),
+        } => {
+            let read = ReadOptions::entry(entry.as_deref());
+            expand(&files)
+                .and_then(|f| output::quality(&f, kernel, &read, format, groups, output.as_deref()))
+        }
         Command::Db { command } => run_db(command),
         Command::Stem(args) => stem_cmd::run(args),
         Command::Report {
@@ -519,6 +543,7 @@ fn main() -> ExitCode {
             bootstrap,
             images,
             figures,
+            entry,
         } => (|| {
             let opts = convlens::report::ReportOptions {
                 compare,
@@ -527,6 +552,7 @@ fn main() -> ExitCode {
                 bootstrap,
                 images,
                 figures,
+                entry: ReadOptions::entry(entry.as_deref()).entry,
                 ..Default::default()
             };
             let r = convlens::report::report(&input, &output, &opts)?;

@@ -3,7 +3,8 @@
 use crate::OutFormat;
 use anyhow::Context;
 use convlens::extract::KernelSelect;
-use convlens::quality::{analyse_file, inspect_file, InspectReport, ModelReport};
+use convlens::quality::{analyse_file_with, inspect_file_with, InspectReport, ModelReport};
+use convlens::read::ReadOptions;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -293,10 +294,11 @@ fn emit<T: Serialize>(
 pub fn inspect(
     files: &[PathBuf],
     kernel: KernelSelect,
+    read: &ReadOptions,
     format: OutFormat,
     output: Option<&Path>,
 ) -> anyhow::Result<usize> {
-    let results = run_all(files, |p| inspect_file(p, kernel));
+    let results = run_all(files, |p| inspect_file_with(p, kernel, read));
     emit(&results, format, output, inspect_table, |ok| {
         convlens::tables::inspect_layers(ok)
     })
@@ -306,11 +308,12 @@ pub fn inspect(
 pub fn quality(
     files: &[PathBuf],
     kernel: KernelSelect,
+    read: &ReadOptions,
     format: OutFormat,
     groups: bool,
     output: Option<&Path>,
 ) -> anyhow::Result<usize> {
-    let results = run_all(files, |p| analyse_file(p, kernel));
+    let results = run_all(files, |p| analyse_file_with(p, kernel, read));
     emit(&results, format, output, quality_table, |ok| {
         if groups {
             convlens::tables::quality_groups(ok)

@@ -61,6 +61,10 @@ pub struct StemArgs {
     /// Analyse this convolution (layer or weight name) instead of the first layer.
     #[arg(long)]
     pub layer: Option<String>,
+    /// Checkpoint entry holding the model (e.g. `model_ema`, `D`; default: the documented
+    /// choice, listed in the notes with the other candidates).
+    #[arg(long)]
+    pub entry: Option<String>,
     /// BatchNorm to fold into the stem: `auto`, `none`, or the name prefix of its tensors.
     #[arg(long, default_value = "auto")]
     pub bn: String,
@@ -299,6 +303,7 @@ pub fn run(args: StemArgs) -> anyhow::Result<usize> {
             padding: args.padding,
             layer: args.layer.clone(),
             bn,
+            entry: args.entry.clone(),
         },
         norm: args.mean.clone().zip(args.std.clone()),
         perturbed_key: None,

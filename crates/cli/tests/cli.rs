@@ -203,3 +203,70 @@ fn folders_are_searched_and_bad_usage_is_exit_2() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.pt"));
 }
+
+#[test]
+fn entry_picks_a_model_of_a_training_checkpoint() {
+    let f = "fixtures/checkpoints/gan.pt";
+    // default: the generator (first in file order), the discriminator listed in the notes
+    let out = convlens(&["inspect", "--format", "json", f]);
+    assert!(out.status.success());
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["entry"], "G");
+    let shapes: Vec<&Value> = json[0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["shape"])
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            &serde_json::json!([8, 8, 3, 3]),
+            &serde_json::json!([4, 8, 3, 3]),
+            &serde_json::json!([3, 4, 3, 3])
+        ]
+    );
+    // --entry D: its two convs
+    let out = convlens(&["quality", "--format", "json", "--entry", "D", f]);
+    assert!(out.status.success());
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["entry"], "D");
+    assert_eq!(json[0]["layers"].as_array().unwrap().len(), 2);
+    // an unknown entry: exit 1, the file and the candidates named
+    let out = convlens(&["inspect", "--entry", "generator", f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("gan.pt") && err.contains("`G`, `D`"), "{err}");
+}
+
+#[test]
+fn report_reads_the_asked_entry() {
+    let out_dir =
+        std::env::temp_dir().join(format!("convlens-report-entry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let o = out_dir.display().to_string();
+    let f = "fixtures/checkpoints/model_ema.pt";
+    let out = convlens(&[
+        "report",
+        f,
+        "-o",
+        &o,
+        "--figures",
+        "filters",
+        "--entry",
+        "model_ema",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("db/models/model_ema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["entry"], "model_ema");
+    let table = std::fs::read_to_string(out_dir.join("db/models.csv")).unwrap();
+    assert!(table.lines().next().unwrap().contains(",entry,"), "{table}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

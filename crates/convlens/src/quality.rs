@@ -3,7 +3,7 @@
 use crate::depth::{AggregateAcc, DepthAggregate, DepthBin, ALL_BINS};
 use crate::extract::{extract, ConvLayer, KernelSelect, Skipped};
 use crate::measure::{measure_layer, LayerMetrics, LayerShape};
-use crate::read::{read, ReadError};
+use crate::read::{entry_of, read_with, ReadError, ReadOptions};
 use convlens_core::{Checkpoint, KernelLayout};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -121,6 +121,10 @@ pub struct ModelReport {
     pub file: String,
     /// Container format.
     pub format: &'static str,
+    /// The checkpoint entry the model was read from (PyTorch checkpoints whose model is an
+    /// entry of the file), with the other candidates in `notes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     /// Where depth comes from.
     pub depth_source: String,
     /// Distinct convolution depths.
@@ -302,6 +306,7 @@ pub fn analyse_checkpoint_with(
     Ok(ModelReport {
         file: path.display().to_string(),
         format: ckpt.format.name(),
+        entry: entry_of(ckpt).filter(|e| !e.is_empty()).map(str::to_string),
         depth_source: ex.depth_source.clone(),
         n_conv_depths: ex.n_conv_depths,
         n_conv_layers: ex.layers.iter().filter(|l| !l.transposed).count(),
@@ -351,7 +356,16 @@ pub fn aggregate_by_depth(layers: &[LayerReport]) -> Vec<DepthGroupReport> {
 
 /// Reads and analyses one model file.
 pub fn analyse_file(path: &Path, kernel: KernelSelect) -> Result<ModelReport, AnalyseError> {
-    let ckpt = read(path)?;
+    analyse_file_with(path, kernel, &ReadOptions::default())
+}
+
+/// [`analyse_file`] with read options (which checkpoint entry holds the model).
+pub fn analyse_file_with(
+    path: &Path,
+    kernel: KernelSelect,
+    opts: &ReadOptions,
+) -> Result<ModelReport, AnalyseError> {
+    let ckpt = read_with(path, opts)?;
     analyse_checkpoint(path, &ckpt, kernel)
 }
 
@@ -373,6 +387,10 @@ pub struct InspectReport {
     pub file: String,
     /// Container format.
     pub format: &'static str,
+    /// The checkpoint entry the model was read from (PyTorch checkpoints whose model is an
+    /// entry of the file), with the other candidates in `notes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     /// Where depth comes from.
     pub depth_source: String,
     /// Distinct convolution depths.
@@ -410,6 +428,7 @@ pub fn inspect_checkpoint(path: &Path, ckpt: &Checkpoint, kernel: KernelSelect) 
     InspectReport {
         file: path.display().to_string(),
         format: ckpt.format.name(),
+        entry: entry_of(ckpt).filter(|e| !e.is_empty()).map(str::to_string),
         depth_source: ex.depth_source,
         n_conv_depths: ex.n_conv_depths,
         layers,
@@ -421,6 +440,15 @@ pub fn inspect_checkpoint(path: &Path, ckpt: &Checkpoint, kernel: KernelSelect) 
 
 /// Reads a model file and lists its convolution layers.
 pub fn inspect_file(path: &Path, kernel: KernelSelect) -> Result<InspectReport, ReadError> {
-    let ckpt = read(path)?;
+    inspect_file_with(path, kernel, &ReadOptions::default())
+}
+
+/// [`inspect_file`] with read options (which checkpoint entry holds the model).
+pub fn inspect_file_with(
+    path: &Path,
+    kernel: KernelSelect,
+    opts: &ReadOptions,
+) -> Result<InspectReport, ReadError> {
+    let ckpt = read_with(path, opts)?;
     Ok(inspect_checkpoint(path, &ckpt, kernel))
 }

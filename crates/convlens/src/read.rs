@@ -31,6 +31,14 @@ pub enum ReadErrorKind {
     /// A recognised format convlens cannot read yet.
     #[error("{0} files are not supported yet")]
     Unsupported(&'static str),
+    /// A checkpoint entry was asked for in a file that holds a single model.
+    #[error("entry `{entry}` was asked for, but {format} files hold a single model (entries exist only in PyTorch checkpoints)")]
+    NoEntries {
+        /// Format name.
+        format: &'static str,
+        /// The entry asked for.
+        entry: String,
+    },
     /// The format reader rejected the content.
     #[error("invalid {format} file: {source}")]
     Format {
@@ -166,8 +174,58 @@ fn hex_prefix(b: &[u8]) -> String {
     hex.join(" ")
 }
 
+/// How to read a model file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The entry of a PyTorch checkpoint holding the model (`net`, `model_ema`, `G`, a dotted
+    /// path such as `callbacks.EMACallback.ema_state_dict`); `None` takes the default
+    /// candidate (documented in `convlens_torch`). Files of other formats refuse an entry
+    /// other than `None` or `(root)`.
+    pub entry: Option<String>,
+}
+
+impl ReadOptions {
+    /// Options reading the given entry (`None` or an empty name: the default).
+    pub fn entry(entry: Option<&str>) -> Self {
+        ReadOptions {
+            entry: entry
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
+        }
+    }
+}
+
+/// The checkpoint entry the model was read from (empty for the whole file, `None` for formats
+/// without entries).
+pub fn entry_of(ckpt: &Checkpoint) -> Option<&str> {
+    ckpt.metadata
+        .iter()
+        .find(|(k, _)| k == convlens_torch::META_ENTRY)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every candidate model entry of a checkpoint, the one read first (empty for formats without
+/// entries).
+pub fn entries_of(ckpt: &Checkpoint) -> Vec<String> {
+    ckpt.metadata
+        .iter()
+        .find(|(k, _)| k == convlens_torch::META_ENTRIES)
+        .map(|(_, v)| v.split('\n').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// Reads an in-memory file (`path` is used for messages, the extension and external data).
 pub fn read_bytes(path: &Path, data: Blob) -> Result<Checkpoint, ReadError> {
+    read_bytes_with(path, data, &ReadOptions::default())
+}
+
+/// [`read_bytes`] with options.
+pub fn read_bytes_with(
+    path: &Path,
+    data: Blob,
+    opts: &ReadOptions,
+) -> Result<Checkpoint, ReadError> {
     let wrap = |kind| ReadError {
         path: path.to_path_buf(),
         kind,
@@ -177,6 +235,23 @@ pub fn read_bytes(path: &Path, data: Blob) -> Result<Checkpoint, ReadError> {
     }
     let detected = detect(path, data.as_slice())
         .ok_or_else(|| wrap(ReadErrorKind::UnknownFormat(hex_prefix(data.as_slice()))))?;
+    if let Some(entry) = opts.entry.as_deref() {
+        if detected != Detected::Torch && entry != "(root)" {
+            return Err(wrap(ReadErrorKind::NoEntries {
+                format: match detected {
+                    Detected::Onnx => "ONNX",
+                    Detected::Safetensors => "safetensors",
+                    Detected::Npy => "NumPy .npy",
+                    Detected::Npz => "NumPy .npz",
+                    _ => "these",
+                },
+                entry: entry.to_string(),
+            }));
+        }
+    }
+    let torch_opts = convlens_torch::ReadOptions {
+        entry: opts.entry.clone(),
+    };
     let res = match detected {
         Detected::Onnx => {
             let dir = path.parent().map(|p| {
@@ -188,7 +263,9 @@ pub fn read_bytes(path: &Path, data: Blob) -> Result<Checkpoint, ReadError> {
             });
             convlens_onnx::read(data, dir).map_err(format_err("ONNX"))
         }
-        Detected::Torch => convlens_torch::read(data).map_err(format_err("PyTorch")),
+        Detected::Torch => {
+            convlens_torch::read_with(data, &torch_opts).map_err(format_err("PyTorch"))
+        }
         Detected::Safetensors => {
             convlens_safetensors::read(data).map_err(format_err("safetensors"))
         }
@@ -207,11 +284,16 @@ pub fn read_bytes(path: &Path, data: Blob) -> Result<Checkpoint, ReadError> {
 
 /// Opens and parses a checkpoint file.
 pub fn read(path: &Path) -> Result<Checkpoint, ReadError> {
+    read_with(path, &ReadOptions::default())
+}
+
+/// Opens and parses a checkpoint file with options (which checkpoint entry holds the model).
+pub fn read_with(path: &Path, opts: &ReadOptions) -> Result<Checkpoint, ReadError> {
     let data = map_file(path).map_err(|kind| ReadError {
         path: path.to_path_buf(),
         kind,
     })?;
-    read_bytes(path, data)
+    read_bytes_with(path, data, opts)
 }
 
 /// File extensions convlens treats as model files when scanning folders.

@@ -23,7 +23,7 @@
 //! threads.
 
 use crate::extract::{extract, ConvLayer};
-use crate::read::{model_name, read_bytes, ReadError};
+use crate::read::{model_name, read_bytes_with, ReadError, ReadOptions};
 use convlens_core::{Blob, Checkpoint, DType, GraphNode, RawTensor};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -134,6 +134,9 @@ pub struct LoadOptions {
     pub layer: Option<String>,
     /// BatchNorm folding.
     pub bn: BnChoice,
+    /// The checkpoint entry holding the model (PyTorch checkpoints with several models);
+    /// `None`: the default entry.
+    pub entry: Option<String>,
 }
 
 /// What was used as the stem and how it was set up.
@@ -374,7 +377,11 @@ impl StemModel {
             path: path.to_path_buf(),
             source,
         })?;
-        let ckpt = read_bytes(path, Blob::from_vec(bytes))?;
+        let ckpt = read_bytes_with(
+            path,
+            Blob::from_vec(bytes),
+            &ReadOptions::entry(opts.entry.as_deref()),
+        )?;
         let mut m = Self::from_checkpoint(&model_name(path), &ckpt, opts)?;
         m.file = path.to_path_buf();
         Ok(m)
@@ -2077,6 +2084,8 @@ pub struct ZooEntry {
     pub robust: Option<bool>,
     /// Normalisation of this model (e.g. from the meta table), used unless the options give one.
     pub norm: Option<(Vec<f64>, Vec<f64>)>,
+    /// The checkpoint entry holding the model (`None`: the load options' entry).
+    pub entry: Option<String>,
 }
 
 fn mean_of(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -2333,7 +2342,16 @@ pub fn analyse_zoo(
     models
         .iter()
         .map(|e| {
-            let model = StemModel::load(&e.path, &opts.load)?;
+            let model = match &e.entry {
+                Some(entry) => {
+                    let load = LoadOptions {
+                        entry: Some(entry.clone()),
+                        ..opts.load.clone()
+                    };
+                    StemModel::load(&e.path, &load)?
+                }
+                None => StemModel::load(&e.path, &opts.load)?,
+            };
             let norm = choose_normalization(opts.norm.as_ref(), e.norm.as_ref(), images)?;
             let key = match &opts.perturbed_key {
                 Some(k) => Some(k.as_str()),

@@ -53,6 +53,7 @@ fn run(zoo: &std::path::Path) -> Vec<StemReport> {
             path: zoo.join(format!("{n}.onnx")),
             robust: Some(n.contains("_robust_")),
             norm: None,
+            entry: None,
         })
         .collect();
     analyse_zoo(&entries, &images, &AnalysisOptions::default())

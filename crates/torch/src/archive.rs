@@ -145,7 +145,10 @@ impl StorageSource for ZipStorages<'_> {
 }
 
 /// Reads a torch zip archive or TorchScript archive.
-pub(crate) fn read_zip(blob: Blob) -> Result<crate::Checkpoint, TorchError> {
+pub(crate) fn read_zip(
+    blob: Blob,
+    opts: &crate::ReadOptions,
+) -> Result<crate::Checkpoint, TorchError> {
     let bytes: &[u8] = blob.as_slice();
     let mut ar = ZipArchive::new(Cursor::new(bytes)).map_err(|e| TorchError::Zip(e.to_string()))?;
 
@@ -225,5 +228,6 @@ pub(crate) fn read_zip(blob: Blob) -> Result<crate::Checkpoint, TorchError> {
             input_len: bytes.len(),
         },
         &mut src,
+        opts,
     )
 }

@@ -36,6 +36,7 @@ struct Walker<'s> {
     classes: Vec<String>,
     class_set: HashSet<String>,
     shared: usize,
+    optimizers: usize,
     name_bytes: usize,
     name_cap: usize,
 }
@@ -58,6 +59,7 @@ pub(crate) fn collect(
         classes: Vec::new(),
         class_set: HashSet::new(),
         shared: 0,
+        optimizers: 0,
         name_bytes: 0,
         name_cap,
     };
@@ -87,6 +89,12 @@ pub(crate) fn collect(
         w.notes.push(format!(
             "{} container(s) referenced more than once; their tensors are listed under the first name only",
             w.shared
+        ));
+    }
+    if w.optimizers > 0 {
+        w.notes.push(format!(
+            "{} optimizer state(s) inside the model entry not read (their moments and momentum buffers are not weights)",
+            w.optimizers
         ));
     }
     Ok(Collected {
@@ -170,6 +178,10 @@ impl Walker<'_> {
                     return Ok(());
                 }
                 let d = d.0.borrow();
+                if crate::entries::is_optimizer_state(&d) {
+                    self.optimizers += 1;
+                    return Ok(());
+                }
                 self.walk_entries(&d, path, depth, skip_keys, false)
             }
             Value::List(l) => {
@@ -187,6 +199,10 @@ impl Walker<'_> {
             }
             Value::Object(o) => {
                 if !self.first_visit(Rc::as_ptr(o) as usize) {
+                    return Ok(());
+                }
+                if crate::entries::is_optimizer_object(o) {
+                    self.optimizers += 1;
                     return Ok(());
                 }
                 let class = o.class.to_string();

@@ -70,4 +70,12 @@ pub enum TorchError {
         #[source]
         source: TensorError,
     },
+    /// The asked-for checkpoint entry is not one of the file's candidate models.
+    #[error("no model entry `{entry}` in this checkpoint; candidate entries: {candidates}")]
+    NoEntry {
+        /// The entry asked for.
+        entry: String,
+        /// The candidates found, comma-separated (or `none`).
+        candidates: String,
+    },
 }

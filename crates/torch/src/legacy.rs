@@ -64,7 +64,7 @@ impl StorageSource for NoStorages {
 }
 
 /// Reads a legacy torch stream (or a plain pickle).
-pub(crate) fn read_stream(blob: Blob) -> Result<Checkpoint, TorchError> {
+pub(crate) fn read_stream(blob: Blob, opts: &crate::ReadOptions) -> Result<Checkpoint, TorchError> {
     let data = blob.as_slice();
     let mut up = Unpickler::new(data, PidStyle::Legacy);
     let first = up.load(0)?;
@@ -93,6 +93,7 @@ pub(crate) fn read_stream(blob: Blob) -> Result<Checkpoint, TorchError> {
                     input_len: data.len(),
                 },
                 &mut NoStorages,
+                opts,
             );
         }
     }
@@ -206,5 +207,6 @@ pub(crate) fn read_stream(blob: Blob) -> Result<Checkpoint, TorchError> {
             input_len: data.len(),
         },
         &mut LegacyStorages { roots },
+        opts,
     )
 }

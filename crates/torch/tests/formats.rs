@@ -481,7 +481,15 @@ fn protocol0_instances_are_inert_objects() {
     );
     let ck = read_bytes(z);
     assert_eq!(ck.tensors.len(), 1);
-    assert_eq!(ck.tensors[0].name, "net.w");
+    // `net` is the model entry of the checkpoint dict: names are relative to it
+    assert_eq!(ck.tensors[0].name, "w");
+    assert!(
+        ck.metadata
+            .iter()
+            .any(|(k, v)| k == convlens_torch::META_ENTRY && v == "net"),
+        "{:?}",
+        ck.metadata
+    );
     assert!(
         ck.notes.iter().any(|n| n.contains("`mymodels.Net`")),
         "{:?}",

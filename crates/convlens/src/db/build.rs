@@ -6,7 +6,7 @@ use super::{DbError, FILTERS_DIR, MODELS_DIR};
 use crate::compare::basis::Moments;
 use crate::extract::{extract, KernelSelect};
 use crate::quality::analyse_checkpoint_with;
-use crate::read::{find_models, model_name, read};
+use crate::read::{entry_of, find_models, model_name, read_with, ReadOptions};
 use convlens_core::KernelLayout;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +32,14 @@ pub struct BuildOptions {
     /// Only part `i` of `n` (`0 ≤ i < n`): the models at positions `i, i + n, i + 2n, …` of the
     /// name-sorted model list (every file of a model goes to the same part). A partial database.
     pub part: Option<(usize, usize)>,
+    /// The checkpoint entry to read from files whose meta row has no [`ENTRY_COLUMN`] cell;
+    /// `None`: each file's default entry.
+    pub entry: Option<String>,
 }
+
+/// Meta column naming the checkpoint entry that holds a model (`model_ema`, `D`, ...); empty
+/// cells take the default entry.
+pub const ENTRY_COLUMN: &str = "Entry";
 
 impl Default for BuildOptions {
     fn default() -> Self {
@@ -44,6 +51,7 @@ impl Default for BuildOptions {
             force: false,
             files: Vec::new(),
             part: None,
+            entry: None,
         }
     }
 }
@@ -556,9 +564,11 @@ fn process_model(
     db_dir: &Path,
     kernel: KernelSelect,
     meta: Vec<(String, String)>,
+    entry_asked: Option<String>,
 ) -> Result<(ModelRecord, PendingShards), NotStored> {
     let fmeta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ckpt = read(path).map_err(|e| e.to_string())?;
+    let ckpt =
+        read_with(path, &ReadOptions::entry(entry_asked.as_deref())).map_err(|e| e.to_string())?;
     let ex = extract(&ckpt);
     // the analysed layers, in the same order as report.layers
     let layers: Vec<_> = ex.selected(kernel).collect();
@@ -678,6 +688,10 @@ fn process_model(
         mtime_ns: mtime_ns(&fmeta),
         blake3,
         meta,
+        entry: entry_of(&ckpt)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string),
+        entry_asked,
         n_conv_layers: report.n_conv_layers,
         n_conv_depths: report.n_conv_depths,
         depth_source: report.depth_source,
@@ -875,9 +889,15 @@ pub fn build(
                 })
                 .unwrap_or_default();
             let r = rel(path);
+            let entry_asked = meta_row
+                .iter()
+                .find(|(k, v)| k == ENTRY_COLUMN && !v.trim().is_empty())
+                .map(|(_, v)| v.trim().to_string())
+                .or_else(|| opts.entry.clone());
             let reuse = existing.get(name).filter(|old| {
                 !opts.force
                     && same_settings
+                    && old.entry_asked == entry_asked
                     && old.file == r
                     && !old.blake3.is_empty()
                     && std::fs::metadata(path)
@@ -895,7 +915,7 @@ pub fn build(
                     rec.meta = meta_row;
                     Ok((rec, None))
                 }
-                None => process_model(name, path, &r, db_dir, opts.kernel, meta_row)
+                None => process_model(name, path, &r, db_dir, opts.kernel, meta_row, entry_asked)
                     .map(|(rec, pending)| (rec, Some(pending))),
             };
             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;

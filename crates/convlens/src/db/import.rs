@@ -328,6 +328,8 @@ fn import(
             mtime_ns: 0,
             blake3: String::new(),
             meta: meta_row,
+            entry: None,
+            entry_asked: None,
             n_conv_layers: rows.len(),
             n_conv_depths: rows.len(),
             depth_source: "conv_depth of the imported table".into(),

@@ -308,6 +308,10 @@ impl Db {
             .map_err(terr)?;
         t.push_column("format", s(&|m| m.format.clone()))
             .map_err(terr)?;
+        if self.models.iter().any(|m| m.entry.is_some()) {
+            t.push_column("entry", s(&|m| m.entry.clone().unwrap_or_default()))
+                .map_err(terr)?;
+        }
         t.push_column("size", s(&|m| m.size.to_string()))
             .map_err(terr)?;
         t.push_column("blake3", s(&|m| m.blake3.clone()))

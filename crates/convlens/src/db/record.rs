@@ -109,6 +109,13 @@ pub struct ModelRecord {
     pub blake3: String,
     /// Meta-table cells of the model, in the table's column order (empty without a row).
     pub meta: Vec<(String, String)>,
+    /// The checkpoint entry the model was read from (PyTorch checkpoints whose model is an
+    /// entry of the file; `None` for the whole file and for formats without entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// The entry asked for (the `Entry` meta cell or the build option); `None`: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_asked: Option<String>,
     /// Forward convolution layers of any kernel size in the file.
     pub n_conv_layers: usize,
     /// Distinct convolution depths.

@@ -39,6 +39,9 @@ pub struct ReportOptions {
     pub images: Option<PathBuf>,
     /// Only these figures (see [`FIGURE_KINDS`]); empty = all.
     pub figures: Vec<String>,
+    /// The checkpoint entry to read when building from model files, for models whose meta row
+    /// has no `Entry` cell; `None`: each file's default entry.
+    pub entry: Option<String>,
 }
 
 /// The figure kinds of the report, with the file-name prefix of their figures.
@@ -67,6 +70,7 @@ impl Default for ReportOptions {
             bootstrap: 200,
             images: None,
             figures: Vec::new(),
+            entry: None,
         }
     }
 }
@@ -209,6 +213,7 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
             &BuildOptions {
                 meta,
                 files,
+                entry: opts.entry.clone(),
                 ..Default::default()
             },
             &|_, _, _| {},
@@ -894,6 +899,7 @@ fn stem_section(
                     _ => None,
                 }),
             norm: parse_triplet(m.meta("Input Mean")).zip(parse_triplet(m.meta("Input Std"))),
+            entry: m.entry.clone().filter(|e| !e.is_empty()),
         })
         .collect();
     let results =
