@@ -109,6 +109,30 @@ fn demo_zoo_in_parts_merges_to_the_single_build() {
     let merged_rev = temp_dir("demo-merged-rev");
     merge(&reversed, &merged_rev).unwrap();
     assert_same_db(&single, &merged_rev);
+    // more parts than models (empty partial databases), without a meta table
+    let plain = temp_dir("demo-plain");
+    build_into(&zoo, &plain, &BuildOptions::default());
+    let eight: Vec<PathBuf> = (0..8)
+        .map(|i| {
+            let p = temp_dir(&format!("demo-eighth{i}"));
+            build_into(
+                &zoo,
+                &p,
+                &BuildOptions {
+                    part: Some((i, 8)),
+                    ..Default::default()
+                },
+            );
+            p
+        })
+        .collect();
+    assert!(convlens::db::Db::open(&eight[7]).unwrap().models.is_empty());
+    let merged8 = temp_dir("demo-merged8");
+    merge(&eight, &merged8).unwrap();
+    assert_same_db(&plain, &merged8);
+    for d in eight.iter().chain([&plain, &merged8]) {
+        let _ = std::fs::remove_dir_all(d);
+    }
     // hard-linked shards: the same bytes, no data moved
     let linked = temp_dir("demo-linked");
     merge_with(&parts, &linked, ShardTransfer::HardLink).unwrap();
