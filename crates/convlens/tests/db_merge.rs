@@ -296,6 +296,46 @@ fn broken_zoo_in_parts_merges_to_the_single_build() {
             let _ = std::fs::remove_dir_all(p);
         }
     }
+    // the zoo mounted elsewhere (as on another machine): the same database, failure reasons
+    // included (they name files relative to the zoo folder)
+    let elsewhere = temp_dir("broken-zoo-elsewhere");
+    std::fs::rename(&zoo, &elsewhere).unwrap();
+    let moved = temp_dir("broken-moved");
+    let mopts = BuildOptions {
+        meta: Some(elsewhere.join("meta.csv")),
+        ..Default::default()
+    };
+    build_into(
+        &elsewhere,
+        &moved,
+        &BuildOptions {
+            part: Some((0, 2)),
+            ..mopts.clone()
+        },
+    );
+    let other = temp_dir("broken-other");
+    build_into(
+        &elsewhere,
+        &other,
+        &BuildOptions {
+            part: Some((1, 2)),
+            ..mopts
+        },
+    );
+    std::fs::rename(&elsewhere, &zoo).unwrap();
+    let failed = r.with(Outcome::Failed).next().unwrap();
+    assert!(
+        !failed.detail.contains(&zoo.display().to_string()),
+        "{}",
+        failed.detail
+    );
+    let mm = temp_dir("broken-moved-merged");
+    merge(&[moved.clone(), other.clone()], &mm).unwrap();
+    // records hold the files' mtimes, which a rename keeps: byte for byte the same
+    assert_same_db(&single, &mm);
+    for p in [&moved, &other, &mm] {
+        let _ = std::fs::remove_dir_all(p);
+    }
     // the two files of one model in two partial databases: different contents, refused
     let a = temp_dir("broken-a");
     let b = temp_dir("broken-b");
