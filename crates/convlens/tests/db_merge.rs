@@ -109,6 +109,30 @@ fn demo_zoo_in_parts_merges_to_the_single_build() {
     let merged_rev = temp_dir("demo-merged-rev");
     merge(&reversed, &merged_rev).unwrap();
     assert_same_db(&single, &merged_rev);
+    // more parts than models (empty partial databases), without a meta table
+    let plain = temp_dir("demo-plain");
+    build_into(&zoo, &plain, &BuildOptions::default());
+    let eight: Vec<PathBuf> = (0..8)
+        .map(|i| {
+            let p = temp_dir(&format!("demo-eighth{i}"));
+            build_into(
+                &zoo,
+                &p,
+                &BuildOptions {
+                    part: Some((i, 8)),
+                    ..Default::default()
+                },
+            );
+            p
+        })
+        .collect();
+    assert!(convlens::db::Db::open(&eight[7]).unwrap().models.is_empty());
+    let merged8 = temp_dir("demo-merged8");
+    merge(&eight, &merged8).unwrap();
+    assert_same_db(&plain, &merged8);
+    for d in eight.iter().chain([&plain, &merged8]) {
+        let _ = std::fs::remove_dir_all(d);
+    }
     // hard-linked shards: the same bytes, no data moved
     let linked = temp_dir("demo-linked");
     merge_with(&parts, &linked, ShardTransfer::HardLink).unwrap();
@@ -271,6 +295,46 @@ fn broken_zoo_in_parts_merges_to_the_single_build() {
         for p in parts.iter().chain([&merged]) {
             let _ = std::fs::remove_dir_all(p);
         }
+    }
+    // the zoo mounted elsewhere (as on another machine): the same database, failure reasons
+    // included (they name files relative to the zoo folder)
+    let elsewhere = temp_dir("broken-zoo-elsewhere");
+    std::fs::rename(&zoo, &elsewhere).unwrap();
+    let moved = temp_dir("broken-moved");
+    let mopts = BuildOptions {
+        meta: Some(elsewhere.join("meta.csv")),
+        ..Default::default()
+    };
+    build_into(
+        &elsewhere,
+        &moved,
+        &BuildOptions {
+            part: Some((0, 2)),
+            ..mopts.clone()
+        },
+    );
+    let other = temp_dir("broken-other");
+    build_into(
+        &elsewhere,
+        &other,
+        &BuildOptions {
+            part: Some((1, 2)),
+            ..mopts
+        },
+    );
+    std::fs::rename(&elsewhere, &zoo).unwrap();
+    let failed = r.with(Outcome::Failed).next().unwrap();
+    assert!(
+        !failed.detail.contains(&zoo.display().to_string()),
+        "{}",
+        failed.detail
+    );
+    let mm = temp_dir("broken-moved-merged");
+    merge(&[moved.clone(), other.clone()], &mm).unwrap();
+    // records hold the files' mtimes, which a rename keeps: byte for byte the same
+    assert_same_db(&single, &mm);
+    for p in [&moved, &other, &mm] {
+        let _ = std::fs::remove_dir_all(p);
     }
     // the two files of one model in two partial databases: different contents, refused
     let a = temp_dir("broken-a");

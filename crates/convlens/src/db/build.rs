@@ -988,6 +988,14 @@ pub fn build(
                     NotStored::Failed(r) => (Outcome::Failed, r),
                     NotStored::NoLayers(r) => (Outcome::Skipped, r),
                 };
+                // the reason names the file as the database does (relative to the zoo
+                // folder), so that it does not depend on where the zoo was mounted
+                let full = path.to_string_lossy();
+                let detail = if full.is_empty() {
+                    detail
+                } else {
+                    detail.replace(full.as_ref(), &rel(&path))
+                };
                 status.push(StatusEntry {
                     model: name.clone(),
                     file: rel(&path),

@@ -163,6 +163,12 @@ pub fn merge_with(
         for r in &db.models {
             check_name(dir, r)?;
         }
+        if let Some(w) = db.models.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(DbError::Record(
+                dir.join(MODELS_DIR),
+                format!("two records of model {:?}", w[0].name),
+            ));
+        }
         read.push(Input {
             dir: dir.clone(),
             models: db.models,
@@ -171,12 +177,14 @@ pub fn merge_with(
     }
     // every stored model must be claimed by its own status table
     for inp in &read {
+        let listed: BTreeSet<&str> = inp
+            .status
+            .iter()
+            .filter(|e| e.outcome.in_db())
+            .map(|e| e.model.as_str())
+            .collect();
         for r in &inp.models {
-            if !inp
-                .status
-                .iter()
-                .any(|e| e.model == r.name && e.outcome.in_db())
-            {
+            if !listed.contains(r.name.as_str()) {
                 return Err(DbError::Record(
                     inp.dir.join("status.csv"),
                     format!(
@@ -194,7 +202,14 @@ pub fn merge_with(
             claimed.entry(e.model.as_str()).or_default().push((i, e));
         }
     }
-    let stored = |i: usize, name: &str| read[i].models.iter().find(|m| m.name == name);
+    // (records are sorted by name)
+    let stored = |i: usize, name: &str| {
+        let models = &read[i].models;
+        models
+            .binary_search_by(|m| m.name.as_str().cmp(name))
+            .ok()
+            .map(|k| &models[k])
+    };
     // the kept copy of every stored model: (input, record)
     let mut kept: BTreeMap<String, (usize, &ModelRecord)> = BTreeMap::new();
     let mut dropped_rows: BTreeSet<(String, String)> = BTreeSet::new();
