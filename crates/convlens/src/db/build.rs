@@ -122,7 +122,7 @@ impl BuildReport {
 
 /// Preference among several files of one model: full-precision safetensors first, then torch,
 /// ONNX, NumPy; half-precision copies and exotic flavours last.
-fn preference(path: &Path) -> (u8, usize, String) {
+pub(crate) fn preference(path: &Path) -> (u8, usize, String) {
     let f = path
         .file_name()
         .map(|f| f.to_string_lossy().to_ascii_lowercase())
