@@ -305,19 +305,50 @@ pub fn metric_tests_table(r: &AggregateReport) -> anyhow::Result<Table> {
         "metric",
         Column::Str(t_.iter().map(|x| s(x.metric.clone())).collect()),
     )?;
-    t.push_column("group_a", Column::Str(t_.iter().map(|_| s(g[0].clone())).collect()))?;
-    t.push_column("group_b", Column::Str(t_.iter().map(|_| s(g[1].clone())).collect()))?;
-    t.push_column("n_a", Column::I64(t_.iter().map(|x| Some(x.n[0] as i64)).collect()))?;
-    t.push_column("n_b", Column::I64(t_.iter().map(|x| Some(x.n[1] as i64)).collect()))?;
-    t.push_column("mean_a", Column::F64(t_.iter().map(|x| x.mean[0]).collect()))?;
-    t.push_column("mean_b", Column::F64(t_.iter().map(|x| x.mean[1]).collect()))?;
-    t.push_column("difference", Column::F64(t_.iter().map(|x| x.difference).collect()))?;
+    t.push_column(
+        "group_a",
+        Column::Str(t_.iter().map(|_| s(g[0].clone())).collect()),
+    )?;
+    t.push_column(
+        "group_b",
+        Column::Str(t_.iter().map(|_| s(g[1].clone())).collect()),
+    )?;
+    t.push_column(
+        "n_a",
+        Column::I64(t_.iter().map(|x| Some(x.n[0] as i64)).collect()),
+    )?;
+    t.push_column(
+        "n_b",
+        Column::I64(t_.iter().map(|x| Some(x.n[1] as i64)).collect()),
+    )?;
+    t.push_column(
+        "mean_a",
+        Column::F64(t_.iter().map(|x| x.mean[0]).collect()),
+    )?;
+    t.push_column(
+        "mean_b",
+        Column::F64(t_.iter().map(|x| x.mean[1]).collect()),
+    )?;
+    t.push_column(
+        "difference",
+        Column::F64(t_.iter().map(|x| x.difference).collect()),
+    )?;
     t.push_column(
         "p_value",
-        Column::F64(t_.iter().map(|x| x.permutation.as_ref().map(|p| p.p_value)).collect()),
+        Column::F64(
+            t_.iter()
+                .map(|x| x.permutation.as_ref().map(|p| p.p_value))
+                .collect(),
+        ),
     )?;
-    t.push_column("q_value", Column::F64(t_.iter().map(|x| x.q_value).collect()))?;
-    t.push_column("significant", Column::Bool(t_.iter().map(|x| x.significant).collect()))?;
+    t.push_column(
+        "q_value",
+        Column::F64(t_.iter().map(|x| x.q_value).collect()),
+    )?;
+    t.push_column(
+        "significant",
+        Column::Bool(t_.iter().map(|x| x.significant).collect()),
+    )?;
     Ok(t)
 }
 

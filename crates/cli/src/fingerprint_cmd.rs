@@ -75,7 +75,10 @@ fn table(results: &[Result<Fingerprint, FingerprintError>]) -> String {
 }
 
 /// Runs the command; returns the number of refused files.
-pub fn run(args: FingerprintArgs, expand: &dyn Fn(&[PathBuf]) -> anyhow::Result<Vec<PathBuf>>) -> anyhow::Result<usize> {
+pub fn run(
+    args: FingerprintArgs,
+    expand: &dyn Fn(&[PathBuf]) -> anyhow::Result<Vec<PathBuf>>,
+) -> anyhow::Result<usize> {
     if let Some(table_path) = &args.train {
         let rows = read_training(table_path)?;
         let zoos: Vec<(String, PathBuf)> = args
@@ -103,7 +106,10 @@ pub fn run(args: FingerprintArgs, expand: &dyn Fn(&[PathBuf]) -> anyhow::Result<
                 t.n
             );
         }
-        write(args.output.as_ref(), serde_json::to_string_pretty(&m)? + "\n")?;
+        write(
+            args.output.as_ref(),
+            serde_json::to_string_pretty(&m)? + "\n",
+        )?;
         return Ok(0);
     }
     let model = match &args.model {
@@ -127,7 +133,9 @@ pub fn run(args: FingerprintArgs, expand: &dyn Fn(&[PathBuf]) -> anyhow::Result<
                 .zip(&files)
                 .map(|(r, f)| match r {
                     Ok(x) => serde_json::to_value(x).unwrap_or(serde_json::Value::Null),
-                    Err(e) => serde_json::json!({"file": f.display().to_string(), "error": e.to_string()}),
+                    Err(e) => {
+                        serde_json::json!({"file": f.display().to_string(), "error": e.to_string()})
+                    }
                 })
                 .collect();
             serde_json::to_string_pretty(&v)? + "\n"

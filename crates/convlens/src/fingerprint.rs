@@ -829,11 +829,7 @@ pub fn validate_zoo(
         };
         paths.sort_by_key(|p| crate::db::build::preference(p));
         let file = &paths[0];
-        let rel = file
-            .strip_prefix(dir)
-            .unwrap_or(file)
-            .display()
-            .to_string();
+        let rel = file.strip_prefix(dir).unwrap_or(file).display().to_string();
         let (probability, features_v, refused) = match fingerprint_file(fm, file) {
             Ok(f) => (
                 Some(f.prediction.probability_robust),

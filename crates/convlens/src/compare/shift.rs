@@ -305,11 +305,7 @@ fn cell_permutation(inp: &ShiftInputs, cell: usize) -> Option<Permutation> {
     if inp.permutations == 0 {
         return None;
     }
-    let units: Vec<usize> = inp.groups[0]
-        .iter()
-        .chain(inp.groups[1])
-        .copied()
-        .collect();
+    let units: Vec<usize> = inp.groups[0].iter().chain(inp.groups[1]).copied().collect();
     let labels: Vec<bool> = (0..units.len()).map(|i| i < inp.groups[0].len()).collect();
     let unit_of = |h: usize| units.iter().position(|&u| u == h);
     let links: Vec<(usize, usize)> = inp
@@ -448,10 +444,11 @@ pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
                 Some((v, p)) => (Some(v), Some(p)),
                 None => (None, None),
             };
-            let (kl_smoothed, smoothed_per) = match cell_kl_smoothed(&a, &b, cell, inp.weights, inp.bins) {
-                Some((v, p)) => (Some(v), Some(p)),
-                None => (None, None),
-            };
+            let (kl_smoothed, smoothed_per) =
+                match cell_kl_smoothed(&a, &b, cell, inp.weights, inp.bins) {
+                    Some((v, p)) => (Some(v), Some(p)),
+                    None => (None, None),
+                };
             let permutation = klv.and_then(|_| cell_permutation(inp, cell));
             let within_group = Floor::of(within);
             let replicates = Floor::of(reps);

@@ -342,7 +342,13 @@ mod tests {
         // p = 0.01, 0.04, 0.03, 0.2 (m = 4): sorted 0.01, 0.03, 0.04, 0.2
         // raw 0.04, 0.06, 0.0533, 0.2 -> step-up minima 0.04, 0.0533, 0.0533, 0.2
         let q = benjamini_hochberg(&[Some(0.01), Some(0.04), None, Some(0.03), Some(0.2)]);
-        let want = [Some(0.04), Some(0.16 / 3.0), None, Some(0.16 / 3.0), Some(0.2)];
+        let want = [
+            Some(0.04),
+            Some(0.16 / 3.0),
+            None,
+            Some(0.16 / 3.0),
+            Some(0.2),
+        ];
         for (a, b) in q.iter().zip(want) {
             match (a, b) {
                 (Some(a), Some(b)) => assert!((a - b).abs() < 1e-15, "{a} vs {b}"),
@@ -350,7 +356,10 @@ mod tests {
                 _ => panic!("{q:?}"),
             }
         }
-        assert_eq!(benjamini_hochberg(&[Some(0.9), Some(0.95)]), [Some(0.95), Some(0.95)]);
+        assert_eq!(
+            benjamini_hochberg(&[Some(0.9), Some(0.95)]),
+            [Some(0.95), Some(0.95)]
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@ use super::divergence::{Bins, BINS};
 use super::shift::{
     cell_kl, merge, shift_cells, BasisSummary, Density, ShiftCell, ShiftInputs, KDE_GRID,
 };
+use super::stats::{benjamini_hochberg, permutation_test, Design, Permutation};
 use super::stream::{cell_labels, coefficient_range, model_histograms, ModelHists};
 use crate::db::select::{canonical, group_by, read_pairs, select, Condition, Pair, Selection};
 use crate::db::{Db, DbError};
-use super::stats::{benjamini_hochberg, permutation_test, Design, Permutation};
 use crate::depth::{AggregateAcc, DepthAggregate, ALL_BINS};
 use serde::Serialize;
 use std::path::PathBuf;

@@ -110,10 +110,7 @@ pub fn reliability_series(
     let v = &fm.validation;
     let mut out = vec![
         convlens_show::ReliabilitySeries {
-            name: format!(
-                "leave-one-paper-out ({} models)",
-                v.leave_one_paper_out.n
-            ),
+            name: format!("leave-one-paper-out ({} models)", v.leave_one_paper_out.n),
             points: pts(&v.leave_one_paper_out.reliability),
         },
         convlens_show::ReliabilitySeries {

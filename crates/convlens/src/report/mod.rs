@@ -590,7 +590,8 @@ fn draw_all(
         };
         let legend: Vec<String> = groups.iter().map(|g| format!("{col_by}={g}")).collect();
         // the tests pool all models: marks only when the figure has one column
-        let marks = |mi: usize, _ci: usize, di: usize| figures::box_significant(agg, mi, &depth[di]);
+        let marks =
+            |mi: usize, _ci: usize, di: usize| figures::box_significant(agg, mi, &depth[di]);
         let marks: Option<&dyn Fn(usize, usize, usize) -> bool> =
             (columns.len() == 1 && !agg.tests.is_empty()).then_some(&marks as _);
         if !groups.is_empty() && !depth.is_empty() {

@@ -197,7 +197,9 @@ pub fn metric_boxes_marked(
                         y_top + FS_LABEL * 0.8,
                         "*",
                         &Font::new(FS_LABEL).anchor(Anchor::Middle),
-                        &format!("class=\"sig\" data-metric=\"{m}\" data-col=\"{c}\" data-depth=\"{d}\""),
+                        &format!(
+                            "class=\"sig\" data-metric=\"{m}\" data-col=\"{c}\" data-depth=\"{d}\""
+                        ),
                     );
                 }
                 let gw = slot * 0.84;

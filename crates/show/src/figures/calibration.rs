@@ -26,7 +26,10 @@ pub struct ReliabilitySeries {
 /// Reliability diagram: observed frequency against mean predicted probability per bin, one line
 /// per series, the diagonal of perfect calibration dashed, each point labelled with its count.
 /// Points are `path class="pt"` with `data-series`, `data-n`.
-pub fn reliability_diagram(series: &[ReliabilitySeries], x_label: &str) -> Result<Figure, ShowError> {
+pub fn reliability_diagram(
+    series: &[ReliabilitySeries],
+    x_label: &str,
+) -> Result<Figure, ShowError> {
     if series.is_empty() || series.len() > MAX_RELIABILITY {
         return Err(invalid(format!(
             "reliability diagram: {} series is outside 1..={MAX_RELIABILITY}",
