@@ -4,7 +4,7 @@ use crate::color;
 use crate::figures::invalid;
 use crate::layout::{
     fit_text, legend, legend_height, marker_path, nice_ticks, x_axis, y_axis, Lin, Mark, AXIS_C,
-    COLUMN_WIDTH, FS_LABEL, FS_TICK, MUTED,
+    COLUMN_WIDTH, FS_LABEL, FS_TICK,
 };
 use crate::svg::{num, text_width, Anchor, Font, Paint, Svg, VAlign};
 use crate::{Figure, ShowError};
@@ -136,11 +136,18 @@ pub fn reliability_diagram(
                     num(ys.map(o))
                 ),
             );
-            svg.text(
+            // count labels of successive series alternate above and below their points
+            let dy = if i % 2 == 0 {
+                -2.5
+            } else {
+                2.5 + FS_TICK * 0.8
+            };
+            svg.text_attr(
                 xs.map(p) + 2.5,
-                ys.map(o) - 2.5,
+                ys.map(o) + dy,
                 &n.to_string(),
-                &Font::new(FS_TICK * 0.8).fill(MUTED),
+                &Font::new(FS_TICK * 0.8).fill(col),
+                &format!("class=\"count\" data-series=\"{i}\""),
             );
         }
     }

@@ -388,5 +388,4 @@ pub fn divergence_by_depth_marked(
 }
 
 /// The note explaining significance marks.
-pub(crate) const SIG_NOTE: &str =
-    "* significant: permutation test over models, Benjamini-Hochberg q <= 0.05";
+pub(crate) const SIG_NOTE: &str = "* Benjamini-Hochberg q <= 0.05 (permutation test)";
