@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         images: Option<PathBuf>,
         /// Only these figures (comma-separated): filters, rgb, strip, basis, variance, ridge,
-        /// kl, depth, boxes, density, stem. Default: all.
+        /// kl, depth, boxes, density, stem, fingerprint. Default: all.
         #[arg(long, value_delimiter = ',')]
         figures: Vec<String>,
     },

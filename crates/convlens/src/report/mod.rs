@@ -849,7 +849,7 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
                 "<p>Group differences ({} − {}) of the per-model means, permutation test over models{}, Benjamini–Hochberg q across the depth groups of each metric (* q ≤ 0.05):</p><table class=\"tests\"><tr><th>depth group</th><th>metric</th><th>models</th><th>difference</th><th>permutation p</th><th>BH q</th></tr>",
                 esc(&g[0]),
                 esc(&g[1]),
-                if opts.pairs.is_some() || agg.tests.is_empty() { " (labels swapped within pairs where pairings are given)" } else { "" }
+                " (labels swapped only within robust ↔ normal pairs when pairings are given)"
             );
             for t in &agg.tests {
                 let _ = write!(
