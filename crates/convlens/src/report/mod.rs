@@ -846,10 +846,9 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
         if let Some(g) = &agg.groups {
             let _ = write!(
                 h,
-                "<p>Group differences ({} − {}) of the per-model means, permutation test over models{}, Benjamini–Hochberg q across the depth groups of each metric (* q ≤ 0.05):</p><table class=\"tests\"><tr><th>depth group</th><th>metric</th><th>models</th><th>difference</th><th>permutation p</th><th>BH q</th></tr>",
+                "<p>Group differences ({} − {}) of the per-model means, permutation test over models (labels swapped only within robust ↔ normal pairs when pairings are given), Benjamini–Hochberg q across the depth groups of each metric (* q ≤ 0.05):</p><table class=\"tests\"><tr><th>depth group</th><th>metric</th><th>models</th><th>difference</th><th>permutation p</th><th>BH q</th></tr>",
                 esc(&g[0]),
                 esc(&g[1]),
-                " (labels swapped only within robust ↔ normal pairs when pairings are given)"
             );
             for t in &agg.tests {
                 let _ = write!(
