@@ -52,7 +52,7 @@ fn table(results: &[Result<Fingerprint, FingerprintError>]) -> String {
         ));
         for e in &p.evidence {
             s.push_str(&format!(
-                "  {:<5} = {:.4}  robust median {:.4} [{:.4}, {:.4}], normal median {:.4} [{:.4}, {:.4}]; at the {:.0}th percentile of robust, {:.0}th of normal models; nearer {}; logit term {:+.2}\n",
+                "  {:<5} = {:.4}  robust median {:.4} [{:.4}, {:.4}], normal median {:.4} [{:.4}, {:.4}]; percentile {:.0} among robust, {:.0} among normal models; nearer {}; logit term {:+.2}\n",
                 e.feature,
                 e.value,
                 e.robust_median,

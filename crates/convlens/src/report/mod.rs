@@ -982,7 +982,7 @@ fn fingerprint_html(
                 let ev = |j: usize| {
                     f.prediction.evidence.get(j).map_or("–".to_string(), |e| {
                         format!(
-                            "{:.3} ({:.0}th pct robust, {:.0}th normal)",
+                            "{:.3} (percentile {:.0} of robust, {:.0} of normal models)",
                             e.value,
                             100.0 * e.percentile_in_robust,
                             100.0 * e.percentile_in_normal
