@@ -298,6 +298,10 @@ pub fn metric_tests_table(r: &AggregateReport) -> anyhow::Result<Table> {
     let g = r.groups.clone().unwrap_or_default();
     let mut t = Table::new();
     t.push_column(
+        "subset",
+        Column::Str(t_.iter().map(|x| s(x.subset.clone())).collect()),
+    )?;
+    t.push_column(
         "depth_group",
         Column::Str(t_.iter().map(|x| s(x.depth_group.clone())).collect()),
     )?;

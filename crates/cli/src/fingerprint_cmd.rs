@@ -6,6 +6,7 @@ use anyhow::Context;
 use convlens::fingerprint::{
     fingerprint_file, read_training, Fingerprint, FingerprintError, FingerprintModel,
 };
+use convlens::quality::AnalyseError;
 use std::path::PathBuf;
 
 /// Arguments of `convlens fingerprint`.
@@ -116,14 +117,31 @@ pub fn run(
         Some(p) => FingerprintModel::load(p)?,
         None => FingerprintModel::bundled()?,
     };
-    let files = expand(&args.files)?;
-    let results: Vec<Result<Fingerprint, FingerprintError>> =
-        files.iter().map(|f| fingerprint_file(&model, f)).collect();
+    // files found in a folder without any 3x3 convolution (e.g. image archives) are skipped, as
+    // `db build` does
+    let mut files = Vec::new();
+    let mut results: Vec<Result<Fingerprint, FingerprintError>> = Vec::new();
     let mut refused = 0;
-    for r in &results {
-        if let Err(e) = r {
-            refused += 1;
-            eprintln!("refused: {e}");
+    for arg in &args.files {
+        let from_dir = arg.is_dir();
+        for f in expand(std::slice::from_ref(arg))? {
+            let r = fingerprint_file(&model, &f);
+            match &r {
+                Err(FingerprintError::Analyse(AnalyseError::NoConvLayers { .. }))
+                | Err(FingerprintError::TooFewFilters { got: 0, .. })
+                    if from_dir =>
+                {
+                    eprintln!("skipped (no 3x3 convolution): {}", f.display());
+                    continue;
+                }
+                Err(e) => {
+                    refused += 1;
+                    eprintln!("refused: {e}");
+                }
+                Ok(_) => {}
+            }
+            files.push(f);
+            results.push(r);
         }
     }
     let text = match args.format {

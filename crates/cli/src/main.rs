@@ -206,6 +206,9 @@ enum Command {
         /// Seed of the permutations.
         #[arg(long, default_value_t = 0x5EED)]
         seed: u64,
+        /// Test the group differences within each value of this column (e.g. Training-Dataset).
+        #[arg(long)]
+        within: Option<String>,
         /// Output folder (JSON, CSV, Parquet); JSON on standard output without it.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -525,6 +528,7 @@ fn main() -> ExitCode {
             sel,
             permutations,
             seed,
+            within,
             output,
         } => (|| {
             let d = convlens::db::Db::open(&db)?;
@@ -532,7 +536,11 @@ fn main() -> ExitCode {
                 &d,
                 &sel.scope(),
                 by.as_deref(),
-                &convlens::compare::study::AggregateOptions { permutations, seed },
+                &convlens::compare::study::AggregateOptions {
+                    permutations,
+                    seed,
+                    within,
+                },
             )?;
             report_excluded(&r.excluded);
             if let Some(out) = &output {

@@ -56,6 +56,12 @@ fn fingerprint_reports_probability_and_evidence_and_refuses_clearly() {
         .as_str()
         .unwrap()
         .contains("non-sparse 3x3 filters"));
+    // a folder: its image archive (no convolution) is skipped, the four models reported
+    let r = convlens(&["fingerprint", "--format", "json", "examples/demo-zoo"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("skipped (no 3x3 convolution)"));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 4);
     // the text table names the features and the reference medians
     let r = convlens(&["fingerprint", "examples/demo-zoo/resnet20_robust_s1.onnx"]);
     assert!(r.status.success());
@@ -108,6 +114,13 @@ fn fingerprint_train_writes_the_bundled_model_again() {
         "examples/demo-zoo/resnet20_robust_s1.onnx",
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // a model whose reference populations are empty is refused (no panic)
+    let mut v = ours.clone();
+    v["reference"][0]["robust"] = serde_json::json!([]);
+    std::fs::write(&model, v.to_string()).unwrap();
+    let r = convlens(&["fingerprint", "--model", &model, "examples/demo-zoo"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("reference populations"));
     // a broken model file is refused with its name
     std::fs::write(&model, "{\"not\": \"a model\"}").unwrap();
     let r = convlens(&["fingerprint", "--model", &model, "examples/demo-zoo"]);

@@ -32,6 +32,9 @@ pub const RIDGE: f64 = 1.0;
 /// Reliability-diagram bins of the validation.
 pub const RELIABILITY_BINS: usize = 10;
 
+/// Largest fingerprint model file read.
+pub const MAX_MODEL_BYTES: u64 = 16 << 20;
+
 /// Newton iterations at most.
 const MAX_ITER: usize = 100;
 
@@ -571,29 +574,61 @@ impl FingerprintModel {
 
     /// The model shipped with convlens (`data/fingerprint.json`).
     pub fn bundled() -> Result<FingerprintModel, FingerprintError> {
-        serde_json::from_str(BUNDLED).map_err(|e| {
-            bad(
-                Path::new("data/fingerprint.json"),
-                format!("not a model: {e}"),
-            )
-        })
+        let path = Path::new("data/fingerprint.json");
+        let m: FingerprintModel =
+            serde_json::from_str(BUNDLED).map_err(|e| bad(path, format!("not a model: {e}")))?;
+        m.check().map_err(|r| bad(path, r))?;
+        Ok(m)
     }
 
     /// Reads a model written by `convlens fingerprint --train`.
     pub fn load(path: &Path) -> Result<FingerprintModel, FingerprintError> {
+        let size = std::fs::metadata(path)
+            .map_err(|e| bad(path, e.to_string()))?
+            .len();
+        if size > MAX_MODEL_BYTES {
+            return Err(bad(
+                path,
+                format!("{size} bytes: a fingerprint model has at most {MAX_MODEL_BYTES}"),
+            ));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| bad(path, e.to_string()))?;
         let m: FingerprintModel =
             serde_json::from_str(&text).map_err(|e| bad(path, format!("not a model: {e}")))?;
-        let k = m.features.len();
-        if m.model.mean.len() != k
-            || m.model.sd.len() != k
-            || m.model.coefficients.len() != k
-            || m.reference.len() != k
-            || k > FEATURES.len()
-        {
-            return Err(bad(path, "feature counts disagree"));
-        }
+        m.check().map_err(|r| bad(path, r))?;
         Ok(m)
+    }
+
+    /// Checks that the parts of a model agree (a loaded file is untrusted).
+    pub fn check(&self) -> Result<(), String> {
+        let k = self.features.len();
+        if k == 0
+            || k > FEATURES.len()
+            || self.model.mean.len() != k
+            || self.model.sd.len() != k
+            || self.model.coefficients.len() != k
+            || self.reference.len() != k
+        {
+            return Err("feature counts disagree".into());
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !finite(&self.model.mean)
+            || !finite(&self.model.coefficients)
+            || !self.model.intercept.is_finite()
+            || self.model.sd.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err("regression parameters are not finite (or a zero sd)".into());
+        }
+        for r in &self.reference {
+            if r.robust.is_empty()
+                || r.normal.is_empty()
+                || !finite(&r.robust)
+                || !finite(&r.normal)
+            {
+                return Err(format!("reference populations of {} are empty", r.feature));
+            }
+        }
+        Ok(())
     }
 
     /// The verdict on an explained-variance spectrum.

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use convlens::compare::stats::benjamini_hochberg;
-use convlens::compare::study::{aggregate, shift, Scope, ShiftOptions};
+use convlens::compare::study::{
+    aggregate, aggregate_with, shift, AggregateOptions, Scope, ShiftOptions,
+};
 use convlens::db::build::{build, BuildOptions};
 use convlens::db::Db;
 use std::path::{Path, PathBuf};
@@ -125,6 +127,67 @@ fn demo_zoo_statistics_are_identical_for_any_thread_count() {
             first.permutation.as_ref().unwrap().p_value
         );
     }
+}
+
+#[test]
+fn aggregate_tests_follow_pairs_and_within() {
+    let zoo = root().join("examples/demo-zoo");
+    let db = build_db(&zoo, "agg");
+    let scope = Scope {
+        pairs: Some(zoo.join("pairings.csv")),
+        ..Default::default()
+    };
+    let all = aggregate(&db, &scope, Some("Robust")).unwrap();
+    assert_eq!(all.groups, Some(["False".to_string(), "True".to_string()]));
+    assert_eq!(all.tests.len(), 3 * 11);
+    let within = aggregate_with(
+        &db,
+        &scope,
+        Some("Robust"),
+        &AggregateOptions {
+            within: Some("Training-Dataset".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(within.tests.iter().all(|t| t.subset == "cifar10"));
+    assert!(all.tests.iter().all(|t| t.subset == "all"));
+    for (a, w) in all.tests.iter().zip(&within.tests) {
+        // one dataset: the same models, the same differences
+        assert_eq!(a.difference, w.difference);
+        assert_eq!(a.n, [2, 2]);
+        let p = a.permutation.as_ref().unwrap();
+        // 2 pairs: 4 labellings, |difference| is symmetric under swapping all labels
+        assert!(p.exact && p.permutations == 4, "{p:?}");
+        assert!(p.p_value >= 0.5);
+        // the difference is the mean of the group's per-model values
+        let vals = |g: &str| -> Vec<f64> {
+            all.rows
+                .iter()
+                .filter(|r| r.depth_group == a.depth_group && r.group.as_deref() == Some(g))
+                .map(|r| match a.metric.as_str() {
+                    "sparsity" => r.agg.sparsity,
+                    "variance_entropy" => r.agg.variance_entropy.unwrap(),
+                    _ => r.agg.orthogonality,
+                })
+                .collect()
+        };
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        let want = mean(vals("False")) - mean(vals("True"));
+        assert!((a.difference.unwrap() - want).abs() < 1e-12);
+    }
+    // an unknown within column is an error naming it
+    let e = aggregate_with(
+        &db,
+        &scope,
+        Some("Robust"),
+        &AggregateOptions {
+            within: Some("Nope".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("Nope"), "{e}");
 }
 
 #[test]

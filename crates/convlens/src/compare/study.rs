@@ -652,6 +652,8 @@ pub struct ModelAggregate {
 /// A permutation test of one metric in one depth group between the two groups of `by`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricTest {
+    /// `all` or the value of the `within` column.
+    pub subset: String,
     /// Depth group label.
     pub depth_group: String,
     /// `sparsity`, `variance_entropy` or `orthogonality`.
@@ -664,7 +666,7 @@ pub struct MetricTest {
     pub difference: Option<f64>,
     /// Permutation test of `|difference|` over models (within pairs when given).
     pub permutation: Option<Permutation>,
-    /// Benjamini–Hochberg q-value across the depth groups of this metric.
+    /// Benjamini–Hochberg q-value across the depth groups (and subsets) of this metric.
     pub q_value: Option<f64>,
     /// `q_value ≤ 0.05`.
     pub significant: Option<bool>,
@@ -694,6 +696,8 @@ pub struct AggregateOptions {
     pub permutations: usize,
     /// Seed of the permutations.
     pub seed: u64,
+    /// Optional column: test within each of its values (e.g. `Training-Dataset`).
+    pub within: Option<String>,
 }
 
 impl Default for AggregateOptions {
@@ -701,6 +705,7 @@ impl Default for AggregateOptions {
         AggregateOptions {
             permutations: super::stats::PERMUTATIONS,
             seed: 0x5EED,
+            within: None,
         }
     }
 }
@@ -758,8 +763,21 @@ pub fn aggregate_with(
             }
         }
     }
+    let subset_of = |model: &str| -> Option<String> {
+        match &opts.within {
+            None => Some("all".to_string()),
+            Some(col) => db
+                .model(model)
+                .and_then(|i| db.models[i].meta(col))
+                .map(canonical),
+        }
+    };
+    if let Some(col) = &opts.within {
+        // validate the column
+        group_by(db, &sel.models, col)?;
+    }
     let tests = match &two_groups {
-        Some(g) => metric_tests(&rows, g, &sel.pairs, opts),
+        Some(g) => metric_tests(&rows, g, &sel.pairs, opts, &subset_of),
         None => Vec::new(),
     };
     Ok(AggregateReport {
@@ -789,69 +807,80 @@ fn metric_tests(
     groups: &[String; 2],
     pairs: &[Pair],
     opts: &AggregateOptions,
+    subset_of: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<MetricTest> {
+    let mut subsets: Vec<String> = rows.iter().filter_map(|r| subset_of(&r.model)).collect();
+    subsets.sort();
+    subsets.dedup();
     let mut tests = Vec::new();
     for (mi, metric) in TESTED_METRICS.iter().enumerate() {
         let first = tests.len();
-        for (bi, bin) in ALL_BINS.iter().enumerate() {
-            let label = bin.label();
-            let mut units: Vec<(&str, bool, f64)> = Vec::new();
-            for r in rows.iter().filter(|r| r.depth_group == label) {
-                let Some(v) = metric_value(&r.agg, mi) else {
-                    continue;
-                };
-                match r.group.as_deref() {
-                    Some(g) if g == groups[0] => units.push((&r.model, true, v)),
-                    Some(g) if g == groups[1] => units.push((&r.model, false, v)),
-                    _ => {}
+        for (si, subset) in subsets.iter().enumerate() {
+            for (bi, bin) in ALL_BINS.iter().enumerate() {
+                let label = bin.label();
+                let mut units: Vec<(&str, bool, f64)> = Vec::new();
+                for r in rows.iter().filter(|r| {
+                    r.depth_group == label && subset_of(&r.model).as_ref() == Some(subset)
+                }) {
+                    let Some(v) = metric_value(&r.agg, mi) else {
+                        continue;
+                    };
+                    match r.group.as_deref() {
+                        Some(g) if g == groups[0] => units.push((&r.model, true, v)),
+                        Some(g) if g == groups[1] => units.push((&r.model, false, v)),
+                        _ => {}
+                    }
                 }
-            }
-            let labels: Vec<bool> = units.iter().map(|u| u.1).collect();
-            let vals: Vec<f64> = units.iter().map(|u| u.2).collect();
-            let mean_of = |l: &[bool], side: bool| -> Option<f64> {
-                let v: Vec<f64> = vals
+                let labels: Vec<bool> = units.iter().map(|u| u.1).collect();
+                let vals: Vec<f64> = units.iter().map(|u| u.2).collect();
+                let mean_of = |l: &[bool], side: bool| -> Option<f64> {
+                    let v: Vec<f64> = vals
+                        .iter()
+                        .zip(l)
+                        .filter(|(_, &a)| a == side)
+                        .map(|(v, _)| *v)
+                        .collect();
+                    (!v.is_empty()).then(|| super::divergence::np_sum(&v) / v.len() as f64)
+                };
+                let n = [
+                    labels.iter().filter(|&&a| a).count(),
+                    labels.iter().filter(|&&a| !a).count(),
+                ];
+                let mean = [mean_of(&labels, true), mean_of(&labels, false)];
+                let difference = match mean {
+                    [Some(a), Some(b)] => Some(a - b),
+                    _ => None,
+                };
+                let ix = |name: &str| units.iter().position(|u| u.0 == name);
+                let links: Vec<(usize, usize)> = pairs
                     .iter()
-                    .zip(l)
-                    .filter(|(_, &a)| a == side)
-                    .map(|(v, _)| *v)
+                    .filter_map(|p| Some((ix(&p.robust)?, ix(&p.normal)?)))
                     .collect();
-                (!v.is_empty()).then(|| super::divergence::np_sum(&v) / v.len() as f64)
-            };
-            let n = [
-                labels.iter().filter(|&&a| a).count(),
-                labels.iter().filter(|&&a| !a).count(),
-            ];
-            let mean = [mean_of(&labels, true), mean_of(&labels, false)];
-            let difference = match mean {
-                [Some(a), Some(b)] => Some(a - b),
-                _ => None,
-            };
-            let ix = |name: &str| units.iter().position(|u| u.0 == name);
-            let links: Vec<(usize, usize)> = pairs
-                .iter()
-                .filter_map(|p| Some((ix(&p.robust)?, ix(&p.normal)?)))
-                .collect();
-            let design = if pairs.is_empty() {
-                Design::unrestricted(labels.clone())
-            } else {
-                Design::linked(labels.clone(), &links)
-            };
-            let seed = opts.seed ^ ((mi * 16 + bi) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let permutation = difference.and_then(|_| {
-                permutation_test(&design, opts.permutations, seed, true, |l| {
-                    Some((mean_of(l, true)? - mean_of(l, false)?).abs())
-                })
-            });
-            tests.push(MetricTest {
-                depth_group: label,
-                metric: metric.to_string(),
-                n,
-                mean,
-                difference,
-                permutation,
-                q_value: None,
-                significant: None,
-            });
+                let design = if pairs.is_empty() {
+                    Design::unrestricted(labels.clone())
+                } else {
+                    Design::linked(labels.clone(), &links)
+                };
+                let seed = opts.seed
+                    ^ ((mi * 16 + bi) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)
+                    ^ (si as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let permutation = difference.and_then(|_| {
+                    permutation_test(&design, opts.permutations, seed, true, |l| {
+                        Some((mean_of(l, true)? - mean_of(l, false)?).abs())
+                    })
+                });
+                tests.push(MetricTest {
+                    subset: subset.clone(),
+                    depth_group: label,
+                    metric: metric.to_string(),
+                    n,
+                    mean,
+                    difference,
+                    permutation,
+                    q_value: None,
+                    significant: None,
+                });
+            }
         }
         let p: Vec<Option<f64>> = tests[first..]
             .iter()

@@ -57,13 +57,16 @@ pub fn divergence_marks(shift: &ShiftReport) -> Vec<Vec<bool>> {
         .collect()
 }
 
-/// Whether the group difference of box metric `m` (index into [`BOX_METRICS`]) in a depth group
-/// is significant (Benjamini–Hochberg q ≤ 0.05 of the permutation test over models).
-pub fn box_significant(agg: &AggregateReport, m: usize, depth: &str) -> bool {
+/// Whether the group difference of box metric `m` (index into [`BOX_METRICS`]) in a subset
+/// (`all` or a dataset) and depth group is significant (Benjamini–Hochberg q ≤ 0.05 of the permutation test over models).
+pub fn box_significant(agg: &AggregateReport, m: usize, subset: &str, depth: &str) -> bool {
     let name = crate::compare::study::TESTED_METRICS[m.min(2)];
-    agg.tests
-        .iter()
-        .any(|t| t.metric == name && t.depth_group == depth && t.significant == Some(true))
+    agg.tests.iter().any(|t| {
+        t.metric == name
+            && t.subset == subset
+            && t.depth_group == depth
+            && t.significant == Some(true)
+    })
 }
 
 /// A fingerprint of each database model (from its stored filter moments), or why not.

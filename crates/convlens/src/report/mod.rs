@@ -9,8 +9,8 @@ pub mod figures;
 use crate::compare::density2d::coefficient_density;
 use crate::compare::shift::Density;
 use crate::compare::study::{
-    aggregate, basis, kl_matrix, shift, AggregateReport, BasisReport, KlMatrix, Scope,
-    ShiftOptions, ShiftReport,
+    aggregate_with, basis, kl_matrix, shift, AggregateOptions, AggregateReport, BasisReport,
+    KlMatrix, Scope, ShiftOptions, ShiftReport,
 };
 use crate::db::build::{build, BuildOptions, BuildReport};
 use crate::db::{Db, DbError};
@@ -258,7 +258,20 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
             }
         },
     };
-    let agg = aggregate(&db, &scope, by)?;
+    // the box plots' columns are datasets: test within each
+    let dataset_key = db
+        .meta_columns()
+        .into_iter()
+        .find(|c| c == "Training-Dataset" || c == "Dataset");
+    let agg = aggregate_with(
+        &db,
+        &scope,
+        by,
+        &AggregateOptions {
+            within: dataset_key,
+            ..Default::default()
+        },
+    )?;
     let fp_model = match crate::fingerprint::FingerprintModel::bundled() {
         Ok(m) => Some(m),
         Err(e) => {
@@ -589,17 +602,24 @@ fn draw_all(
             )
         };
         let legend: Vec<String> = groups.iter().map(|g| format!("{col_by}={g}")).collect();
-        // the tests pool all models: marks only when the figure has one column
-        let marks =
-            |mi: usize, _ci: usize, di: usize| figures::box_significant(agg, mi, &depth[di]);
+        // the tests run within each dataset (column); without a dataset column, over all models
+        let subset = |ci: usize| -> String {
+            match &dataset_key {
+                Some(_) => columns[ci].clone(),
+                None => "all".to_string(),
+            }
+        };
+        let marks = |mi: usize, ci: usize, di: usize| {
+            figures::box_significant(agg, mi, &subset(ci), &depth[di])
+        };
         let marks: Option<&dyn Fn(usize, usize, usize) -> bool> =
-            (columns.len() == 1 && !agg.tests.is_empty()).then_some(&marks as _);
+            (!agg.tests.is_empty()).then_some(&marks as _);
         if !groups.is_empty() && !depth.is_empty() {
             col.add(
                 dir,
                 "metric_boxes",
                 &format!("Filter quality by depth, by {col_by}"),
-                "Per-model sparsity, variance entropy and orthogonality of each depth group (first layer, deciles of normalised depth); boxes: quartiles, whiskers 1.5 IQR, triangle: mean; *: group difference of the means significant in a permutation test over models, Benjamini–Hochberg q ≤ 0.05 across depth groups (drawn when the figure has one column).",
+                "Per-model sparsity, variance entropy and orthogonality of each depth group (first layer, deciles of normalised depth); boxes: quartiles, whiskers 1.5 IQR, triangle: mean; *: group difference of the means significant in a permutation test over models, Benjamini–Hochberg q ≤ 0.05 across the depth groups and datasets of each metric.",
                 e(convlens_show::metric_boxes_marked(
                     &metrics, &columns, &depth, &legend, &values, marks,
                 )),
@@ -846,14 +866,15 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
         if let Some(g) = &agg.groups {
             let _ = write!(
                 h,
-                "<p>Group differences ({} − {}) of the per-model means, permutation test over models (labels swapped only within robust ↔ normal pairs when pairings are given), Benjamini–Hochberg q across the depth groups of each metric (* q ≤ 0.05):</p><table class=\"tests\"><tr><th>depth group</th><th>metric</th><th>models</th><th>difference</th><th>permutation p</th><th>BH q</th></tr>",
+                "<p>Group differences ({} − {}) of the per-model means, permutation test over models (labels swapped only within robust ↔ normal pairs when pairings are given), Benjamini–Hochberg q across the depth groups and datasets of each metric (* q ≤ 0.05):</p><table class=\"tests\"><tr><th>subset</th><th>depth group</th><th>metric</th><th>models</th><th>difference</th><th>permutation p</th><th>BH q</th></tr>",
                 esc(&g[0]),
                 esc(&g[1]),
             );
             for t in &agg.tests {
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                    esc(&t.subset),
                     esc(&t.depth_group),
                     esc(&t.metric),
                     t.n[0],
