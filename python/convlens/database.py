@@ -221,13 +221,19 @@ class Database:
               pairs: Optional[PathLike] = None, kernel: str = "3x3", density: str = "hist",
               splits: int = 50, bootstrap: int = 200, seed: int = 0x5EED,
               replicate_column: Optional[str] = None,
-              match_columns: Optional[Sequence[str]] = None) -> Shift:
+              match_columns: Optional[Sequence[str]] = None,
+              permutations: Optional[int] = None, exact_permutations: bool = True) -> Shift:
         """Variance-weighted symmetric KL between the two groups of ``by``: overall, first
-        layer, depth deciles, with the noise floor and a bootstrap interval (``convlens shift``)."""
-        js, cells, prs = _convlens.shift(
+        layer, depth deciles, with the noise floor, a bootstrap interval, a permutation test
+        over models (p-values, Benjamini–Hochberg q-values, effect size) and a smoothed KL
+        (``convlens shift``). ``permutations`` defaults to the CLI's."""
+        args = [
             self.path, by, within, _where(where), _opt(pairs), kernel, density, splits,
             bootstrap, seed, replicate_column, list(match_columns or []),
-        )
+        ]
+        if permutations is not None:
+            args += [permutations, exact_permutations]
+        js, cells, prs = _convlens.shift(*args)
         rep = json.loads(js)
         c, p = frame(cells), frame(prs)
         c.attrs["report"] = rep

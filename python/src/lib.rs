@@ -392,7 +392,7 @@ fn basis<'py>(
 
 /// `shift(db, by, ...)` → `(json, cells_table, pairs_table)`.
 #[pyfunction]
-#[pyo3(signature = (db, by="Robust".to_string(), within=None, conditions=Vec::new(), pairs=None, kernel="3x3", density="hist", splits=50, bootstrap=200, seed=0x5EED, replicate_column=None, match_columns=Vec::new()))]
+#[pyo3(signature = (db, by="Robust".to_string(), within=None, conditions=Vec::new(), pairs=None, kernel="3x3", density="hist", splits=50, bootstrap=200, seed=0x5EED, replicate_column=None, match_columns=Vec::new(), permutations=convlens::compare::stats::PERMUTATIONS, exact_permutations=true))]
 #[allow(clippy::too_many_arguments)]
 fn shift<'py>(
     py: Python<'py>,
@@ -408,6 +408,8 @@ fn shift<'py>(
     seed: u64,
     replicate_column: Option<String>,
     match_columns: Vec<String>,
+    permutations: usize,
+    exact_permutations: bool,
 ) -> PyResult<(String, Bound<'py, PyTuple>, Bound<'py, PyTuple>)> {
     let sc = scope(py, conditions, pairs, kernel)?;
     let opts = ShiftOptions {
@@ -419,6 +421,8 @@ fn shift<'py>(
         seed,
         replicate_column,
         match_columns,
+        permutations,
+        exact_permutations,
     };
     let d = open_db(py, &db)?;
     let r = py

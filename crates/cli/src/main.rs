@@ -1,6 +1,7 @@
 //! `convlens`: a thin command-line front end to the convlens library.
 
 mod db_cmd;
+mod fingerprint_cmd;
 mod output;
 mod stem_cmd;
 
@@ -111,7 +112,7 @@ enum Command {
         #[arg(long)]
         images: Option<PathBuf>,
         /// Only these figures (comma-separated): filters, rgb, strip, basis, variance, ridge,
-        /// kl, depth, boxes, density, stem. Default: all.
+        /// kl, depth, boxes, density, stem, fingerprint. Default: all.
         #[arg(long, value_delimiter = ',')]
         figures: Vec<String>,
         /// Checkpoint entry holding the model in files read (e.g. `model_ema`; a meta
@@ -119,6 +120,10 @@ enum Command {
         #[arg(long)]
         entry: Option<String>,
     },
+    /// How likely each checkpoint is to be adversarially trained, with the evidence: the
+    /// explained-variance spectrum of its 3×3 filters against the robust and normal models of the
+    /// robustness study (`--train` rebuilds the model from the published table).
+    Fingerprint(fingerprint_cmd::FingerprintArgs),
     /// Build and inspect a filter database of a model zoo.
     Db {
         #[command(subcommand)]
@@ -160,9 +165,16 @@ enum Command {
         /// Bootstrap resamples over models.
         #[arg(long, default_value_t = 200)]
         bootstrap: usize,
-        /// Seed of splits and resamples.
+        /// Seed of splits, resamples and permutations.
         #[arg(long, default_value_t = 0x5EED)]
         seed: u64,
+        /// Label permutations per cell for the permutation test (0: none; every labelling when
+        /// there are at most this many).
+        #[arg(long, default_value_t = convlens::compare::stats::PERMUTATIONS)]
+        permutations: usize,
+        /// Always draw --permutations random labellings, even when all of them are fewer.
+        #[arg(long)]
+        random_permutations: bool,
         /// Column telling replicate runs apart (default: Seed, when present).
         #[arg(long)]
         replicate_col: Option<String>,
@@ -197,11 +209,21 @@ enum Command {
     Aggregate {
         /// Database folder.
         db: PathBuf,
-        /// Meta column to label models with (e.g. Robust).
+        /// Meta column to label models with (e.g. Robust); with two values, the group
+        /// differences are tested.
         #[arg(long)]
         by: Option<String>,
         #[command(flatten)]
         sel: SelectArgs,
+        /// Label permutations per test (0: none).
+        #[arg(long, default_value_t = convlens::compare::stats::PERMUTATIONS)]
+        permutations: usize,
+        /// Seed of the permutations.
+        #[arg(long, default_value_t = 0x5EED)]
+        seed: u64,
+        /// Test the group differences within each value of this column (e.g. Training-Dataset).
+        #[arg(long)]
+        within: Option<String>,
         /// Output folder (JSON, CSV, Parquet); JSON on standard output without it.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -534,6 +556,7 @@ fn main() -> ExitCode {
         }
         Command::Db { command } => run_db(command),
         Command::Stem(args) => stem_cmd::run(args),
+        Command::Fingerprint(args) => fingerprint_cmd::run(args, &expand),
         Command::Report {
             input,
             output,
@@ -595,6 +618,8 @@ fn main() -> ExitCode {
             splits,
             bootstrap,
             seed,
+            permutations,
+            random_permutations,
             replicate_col,
             match_cols,
             output,
@@ -609,6 +634,8 @@ fn main() -> ExitCode {
                 seed,
                 replicate_column: replicate_col,
                 match_columns: match_cols,
+                permutations,
+                exact_permutations: !random_permutations,
             };
             let r = convlens::compare::study::shift(&d, &sel.scope(), &opts)?;
             report_excluded(&r.excluded);
@@ -644,13 +671,32 @@ fn main() -> ExitCode {
             db,
             by,
             sel,
+            permutations,
+            seed,
+            within,
             output,
         } => (|| {
             let d = convlens::db::Db::open(&db)?;
-            let r = convlens::compare::study::aggregate(&d, &sel.scope(), by.as_deref())?;
+            let r = convlens::compare::study::aggregate_with(
+                &d,
+                &sel.scope(),
+                by.as_deref(),
+                &convlens::compare::study::AggregateOptions {
+                    permutations,
+                    seed,
+                    within,
+                },
+            )?;
             report_excluded(&r.excluded);
             if let Some(out) = &output {
                 db_cmd::write_table(out, "aggregate", &convlens::tables::aggregate(&r)?)?;
+                if !r.tests.is_empty() {
+                    db_cmd::write_table(
+                        out,
+                        "aggregate_tests",
+                        &convlens::tables::aggregate_tests(&r)?,
+                    )?;
+                }
             }
             db_cmd::write_json(output.as_deref(), "aggregate", &r)?;
             Ok(0)

@@ -323,6 +323,13 @@ pub fn shift(r: &ShiftReport) -> Result<(Table, Table), TableError> {
     let mut blo = Vec::new();
     let mut bhi = Vec::new();
     let mut status = Vec::new();
+    let mut sm = Vec::new();
+    let mut pv = Vec::new();
+    let mut qv = Vec::new();
+    let mut sig = Vec::new();
+    let mut eff = Vec::new();
+    let mut ratio = Vec::new();
+    let mut nperm = Vec::new();
     for c in &r.comparisons {
         for x in &c.cells {
             subset.push(s(c.subset.clone()));
@@ -342,6 +349,13 @@ pub fn shift(r: &ShiftReport) -> Result<(Table, Table), TableError> {
             blo.push(x.bootstrap_ci.map(|c| c[0]));
             bhi.push(x.bootstrap_ci.map(|c| c[1]));
             status.push(s(x.status.clone()));
+            sm.push(x.kl_smoothed);
+            pv.push(x.permutation.as_ref().map(|p| p.p_value));
+            qv.push(x.q_value);
+            sig.push(x.significant);
+            eff.push(x.permutation.as_ref().and_then(|p| p.effect_size));
+            ratio.push(x.kl_over_floor);
+            nperm.push(x.permutation.as_ref().map(|p| p.permutations as i64));
         }
     }
     cols.push(("subset".into(), Column::Str(subset)));
@@ -361,6 +375,13 @@ pub fn shift(r: &ShiftReport) -> Result<(Table, Table), TableError> {
     cols.push(("bootstrap_lo".into(), Column::F64(blo)));
     cols.push(("bootstrap_hi".into(), Column::F64(bhi)));
     cols.push(("status".into(), Column::Str(status)));
+    cols.push(("kl_smoothed".into(), Column::F64(sm)));
+    cols.push(("p_value".into(), Column::F64(pv)));
+    cols.push(("q_value".into(), Column::F64(qv)));
+    cols.push(("significant".into(), Column::Bool(sig)));
+    cols.push(("effect_size".into(), Column::F64(eff)));
+    cols.push(("kl_over_floor".into(), Column::F64(ratio)));
+    cols.push(("permutations".into(), Column::I64(nperm)));
     let mut t = Table::new();
     for (n, c) in cols {
         t.push_column(&n, c)?;
@@ -447,6 +468,70 @@ pub fn aggregate(r: &AggregateReport) -> Result<Table, TableError> {
     t.push_column(
         "orthogonality",
         Column::F64(rows.iter().map(|x| Some(x.agg.orthogonality)).collect()),
+    )?;
+    Ok(t)
+}
+
+/// Table of the group tests of `convlens aggregate`.
+pub fn aggregate_tests(r: &AggregateReport) -> Result<Table, TableError> {
+    let t_ = &r.tests;
+    let g = r.groups.clone().unwrap_or_default();
+    let mut t = Table::new();
+    t.push_column(
+        "subset",
+        Column::Str(t_.iter().map(|x| s(x.subset.clone())).collect()),
+    )?;
+    t.push_column(
+        "depth_group",
+        Column::Str(t_.iter().map(|x| s(x.depth_group.clone())).collect()),
+    )?;
+    t.push_column(
+        "metric",
+        Column::Str(t_.iter().map(|x| s(x.metric.clone())).collect()),
+    )?;
+    t.push_column(
+        "group_a",
+        Column::Str(t_.iter().map(|_| s(g[0].clone())).collect()),
+    )?;
+    t.push_column(
+        "group_b",
+        Column::Str(t_.iter().map(|_| s(g[1].clone())).collect()),
+    )?;
+    t.push_column(
+        "n_a",
+        Column::I64(t_.iter().map(|x| Some(x.n[0] as i64)).collect()),
+    )?;
+    t.push_column(
+        "n_b",
+        Column::I64(t_.iter().map(|x| Some(x.n[1] as i64)).collect()),
+    )?;
+    t.push_column(
+        "mean_a",
+        Column::F64(t_.iter().map(|x| x.mean[0]).collect()),
+    )?;
+    t.push_column(
+        "mean_b",
+        Column::F64(t_.iter().map(|x| x.mean[1]).collect()),
+    )?;
+    t.push_column(
+        "difference",
+        Column::F64(t_.iter().map(|x| x.difference).collect()),
+    )?;
+    t.push_column(
+        "p_value",
+        Column::F64(
+            t_.iter()
+                .map(|x| x.permutation.as_ref().map(|p| p.p_value))
+                .collect(),
+        ),
+    )?;
+    t.push_column(
+        "q_value",
+        Column::F64(t_.iter().map(|x| x.q_value).collect()),
+    )?;
+    t.push_column(
+        "significant",
+        Column::Bool(t_.iter().map(|x| x.significant).collect()),
     )?;
     Ok(t)
 }

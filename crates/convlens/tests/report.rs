@@ -48,6 +48,7 @@ fn demo_zoo_report_has_every_figure_with_the_analysis_data() {
         "density_c0_c1",
         "stem_resnet20_normal_s0",
         "stem_resnet20_robust_s0",
+        "fingerprint_reliability",
     ] {
         assert!(ids.contains(&want), "missing figure {want}: {ids:?}");
     }
@@ -75,6 +76,24 @@ fn demo_zoo_report_has_every_figure_with_the_analysis_data() {
     // the stem section compares robust and normal stems of all four models
     assert!(html.contains("do robust stems remove perturbations"));
     assert!(html.contains("robust (mean)") && html.contains("normal (mean)"));
+    // statistics of every comparison and the fingerprint section
+    assert!(html.contains("<th>permutation p</th>") && html.contains("<th>BH q</th>"));
+    assert!(html.contains("<th>KL smoothed</th>"));
+    assert!(html.contains("<h2>Robustness fingerprint</h2>"));
+    let fm = convlens::fingerprint::FingerprintModel::bundled().unwrap();
+    let lopo = format!(
+        "leave-one-paper-out accuracy {:.3}",
+        fm.validation.leave_one_paper_out.accuracy
+    );
+    assert!(html.contains(&lopo), "{lopo}");
+    let fp_rows = html
+        .split("<table class=\"fingerprint\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(fp_rows.matches("<tr><td>resnet20_").count(), 4);
 
     // the bar heights are the shift's KL values
     let db = Db::open(&out.join("db")).unwrap();

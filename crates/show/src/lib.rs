@@ -19,9 +19,10 @@ mod stats;
 mod svg;
 
 pub use figures::activations::{stem_activations, Plane, StemColumn};
-pub use figures::boxes::metric_boxes;
+pub use figures::boxes::{metric_boxes, metric_boxes_marked};
+pub use figures::calibration::{reliability_diagram, ReliabilitySeries};
 pub use figures::density::density_2d;
-pub use figures::divergence::{divergence_by_depth, kl_heatmap};
+pub use figures::divergence::{divergence_by_depth, divergence_by_depth_marked, kl_heatmap};
 pub use figures::filters::{filter_grid, filter_strip, rgb_filters};
 pub use figures::pca::{basis_images, cumulative_variance, ridge_plot, BasisPanel};
 pub use render::{font_data, Raster, FONT_FAMILY};

@@ -604,3 +604,92 @@ fn the_embedded_font_is_dejavu_sans() {
     assert_eq!(&f[..4], &[0, 1, 0, 0], "TrueType signature");
     assert_eq!(FONT_FAMILY, "DejaVu Sans");
 }
+
+#[test]
+fn significance_marks_sit_above_their_bars_and_boxes() {
+    let depth: Vec<String> = ["first", "(0.0, 0.5]", "(0.5, 1.0]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let series = vec![("a vs b".to_string(), vec![Some(0.1), Some(0.2), Some(0.3)])];
+    let marks = vec![vec![false, true, false]];
+    let fig = divergence_by_depth_marked(&depth, &series, None, Some(&marks)).unwrap();
+    check_outputs(&fig);
+    let doc = parse(&fig.svg);
+    let sig = by_class(&doc, "sig");
+    assert_eq!(sig.len(), 1);
+    assert_eq!(usize_attr(&sig[0], "data-depth"), 1);
+    let bar = by_class(&doc, "bar")
+        .into_iter()
+        .find(|b| usize_attr(b, "data-depth") == 1)
+        .unwrap();
+    assert!(
+        num_attr(&sig[0], "y") <= num_attr(&bar, "y"),
+        "mark above its bar"
+    );
+    // marks of the wrong shape are refused
+    assert!(divergence_by_depth_marked(&depth, &series, None, Some(&[vec![true]])).is_err());
+    // without marks: no asterisk, and the old function draws the same figure
+    let plain = divergence_by_depth(&depth, &series, None).unwrap();
+    assert_eq!(
+        plain,
+        divergence_by_depth_marked(&depth, &series, None, None).unwrap()
+    );
+    assert!(by_class(&parse(&plain.svg), "sig").is_empty());
+
+    let metrics = vec!["sparsity".to_string(), "orthogonality".to_string()];
+    let cols = vec!["all".to_string()];
+    let groups = vec!["normal".to_string(), "robust".to_string()];
+    let values = |_m: usize, _c: usize, d: usize, g: usize| -> Vec<f64> {
+        vec![0.1 * d as f64 + g as f64, 0.2, 0.3]
+    };
+    let mark = |m: usize, _c: usize, d: usize| m == 1 && d == 2;
+    let fig = metric_boxes_marked(&metrics, &cols, &depth, &groups, &values, Some(&mark)).unwrap();
+    check_outputs(&fig);
+    let doc = parse(&fig.svg);
+    let sig = by_class(&doc, "sig");
+    assert_eq!(sig.len(), 1);
+    assert_eq!(usize_attr(&sig[0], "data-metric"), 1);
+    assert_eq!(usize_attr(&sig[0], "data-depth"), 2);
+}
+
+#[test]
+fn reliability_diagram_places_points_at_predicted_and_observed() {
+    let s = vec![
+        ReliabilitySeries {
+            name: "cross-validation".into(),
+            points: vec![(0.05, 0.0, 10), (0.5, 0.4, 5), (0.95, 1.0, 20)],
+        },
+        ReliabilitySeries {
+            name: "transfer".into(),
+            points: vec![(0.9, 0.5, 12)],
+        },
+    ];
+    let fig = reliability_diagram(&s, "predicted probability").unwrap();
+    check_outputs(&fig);
+    let doc = parse(&fig.svg);
+    let pts = by_class(&doc, "pt");
+    assert_eq!(pts.len(), 4);
+    let counts: Vec<usize> = pts.iter().map(|p| usize_attr(p, "data-n")).collect();
+    assert_eq!(counts, [10, 5, 20, 12]);
+    // the diagonal runs from (0, 0) to (1, 1): points on it have equal scaled coordinates
+    let d = &by_class(&doc, "diagonal")[0];
+    let (x0, y0, x1, y1) = (
+        num_attr(d, "x1"),
+        num_attr(d, "y1"),
+        num_attr(d, "x2"),
+        num_attr(d, "y2"),
+    );
+    for (p, &(pp, oo, _)) in pts.iter().zip(s[0].points.iter().chain(&s[1].points)) {
+        let (x, y) = translate(p);
+        assert!((x - (x0 + pp * (x1 - x0))).abs() < 0.02);
+        assert!((y - (y0 + oo * (y1 - y0))).abs() < 0.02);
+    }
+    // probabilities outside [0, 1] are refused
+    let bad = vec![ReliabilitySeries {
+        name: "x".into(),
+        points: vec![(1.5, 0.0, 1)],
+    }];
+    assert!(reliability_diagram(&bad, "p").is_err());
+    assert!(reliability_diagram(&[], "p").is_err());
+}

@@ -4,7 +4,9 @@
 
 use super::basis::Basis;
 use super::divergence::{weighted_kl_sym, Bins, EPS_F32};
+use super::stats::{permutation_test, sd_from_sums, smoothed_probabilities, Design, Permutation};
 use super::stream::{cell_labels, ModelHists, CELLS};
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// How a coefficient distribution is estimated from its samples.
@@ -220,6 +222,23 @@ pub struct ShiftCell {
     /// 2.5 % and 97.5 % quantiles of the KL when the models of each group are resampled with
     /// replacement.
     pub bootstrap_ci: Option<[f64; 2]>,
+    /// Bias-reduced weighted KL: the same divergence between Gaussian-smoothed histograms
+    /// (Silverman bandwidth), far less inflated than `kl` when a cell holds few filters.
+    pub kl_smoothed: Option<f64>,
+    /// Bias-reduced KL per component.
+    pub kl_smoothed_per_component: Option<Vec<f64>>,
+    /// Permutation test of `kl` over models (group labels shuffled, within pairs when given).
+    pub permutation: Option<Permutation>,
+    /// Benjamini–Hochberg q-value of the permutation p-value within its family (the depth
+    /// cells of every comparison, or the `overall` cells).
+    pub q_value: Option<f64>,
+    /// `q_value ≤ 0.05`.
+    pub significant: Option<bool>,
+    /// `kl` divided by the noise floor's mean (replicates when there are any, else random
+    /// halves): how many times the seed noise the shift is.
+    pub kl_over_floor: Option<f64>,
+    /// Which floor `kl_over_floor` uses: `replicates` or `within_group`.
+    pub floor_source: Option<String>,
 }
 
 /// Inputs shared by every cell of a shift.
@@ -244,6 +263,111 @@ pub struct ShiftInputs<'a> {
     pub bootstrap: usize,
     /// Seed of the random generator.
     pub seed: u64,
+    /// Label permutations per cell (0: no test); all labellings when there are at most this many.
+    pub permutations: usize,
+    /// Robust ↔ normal pairs (indices into `hists`): labels are only swapped within pairs.
+    pub links: &'a [(usize, usize)],
+    /// Enumerate every labelling when there are at most `permutations` (else always random).
+    pub exact: bool,
+}
+
+/// Bias-reduced weighted KL of one cell: KL between Gaussian-smoothed histograms of the two
+/// merged sides, `None` if a side is empty.
+pub fn cell_kl_smoothed(
+    a: &ModelHists,
+    b: &ModelHists,
+    cell: usize,
+    weights: &[f64],
+    bins: &Bins,
+) -> Option<(f64, Vec<f64>)> {
+    if a.n[cell] == 0 || b.n[cell] == 0 {
+        return None;
+    }
+    let side = |h: &ModelHists, j: usize| {
+        let i = cell * h.comps + j;
+        smoothed_probabilities(
+            h.counts(cell, j),
+            bins,
+            sd_from_sums(h.n[cell], h.sum[i], h.sum_sq[i]),
+        )
+    };
+    let mut p = Vec::with_capacity(a.comps);
+    let mut q = Vec::with_capacity(a.comps);
+    for j in 0..a.comps {
+        p.push(side(a, j)?);
+        q.push(side(b, j)?);
+    }
+    Some(weighted_kl_sym(&p, &q, weights))
+}
+
+/// Permutation test of one cell's weighted KL: units are `groups[0]` then `groups[1]`.
+fn cell_permutation(inp: &ShiftInputs, cell: usize) -> Option<Permutation> {
+    if inp.permutations == 0 {
+        return None;
+    }
+    let units: Vec<usize> = inp.groups[0].iter().chain(inp.groups[1]).copied().collect();
+    let labels: Vec<bool> = (0..units.len()).map(|i| i < inp.groups[0].len()).collect();
+    let unit_of = |h: usize| units.iter().position(|&u| u == h);
+    let links: Vec<(usize, usize)> = inp
+        .links
+        .iter()
+        .filter_map(|&(x, y)| Some((unit_of(x)?, unit_of(y)?)))
+        .collect();
+    let design = if inp.links.is_empty() {
+        Design::unrestricted(labels)
+    } else {
+        Design::linked(labels, &links)
+    };
+    let seed = inp.seed ^ 0xA076_1D64_78BD_642F ^ (cell as u64).wrapping_mul(0x9E37_79B9);
+    match inp.density {
+        Density::Histogram => {
+            let h0 = &inp.hists[units[0]];
+            let (comps, nb) = (h0.comps, h0.bins);
+            let cc = comps * nb;
+            let off = cell * cc;
+            let mut sa = vec![0u64; cc];
+            let mut sb = vec![0u64; cc];
+            permutation_test(&design, inp.permutations, seed, inp.exact, |l| {
+                sa.fill(0);
+                sb.fill(0);
+                for (&u, &is_a) in units.iter().zip(l) {
+                    let src = inp.hists[u].counts.get(off..off + cc)?;
+                    let dst = if is_a { &mut sa } else { &mut sb };
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+                let mut p = Vec::with_capacity(comps);
+                let mut q = Vec::with_capacity(comps);
+                for j in 0..comps {
+                    p.push(inp.bins.probabilities(&sa[j * nb..(j + 1) * nb])?);
+                    q.push(inp.bins.probabilities(&sb[j * nb..(j + 1) * nb])?);
+                }
+                Some(weighted_kl_sym(&p, &q, inp.weights).0)
+            })
+        }
+        Density::Kde => {
+            let mut ma = Vec::new();
+            let mut mb = Vec::new();
+            permutation_test(&design, inp.permutations, seed, inp.exact, |l| {
+                ma.clear();
+                mb.clear();
+                for (&u, &is_a) in units.iter().zip(l) {
+                    if is_a { &mut ma } else { &mut mb }.push(u);
+                }
+                cell_kl(
+                    &merge_cell(inp.hists, &ma, cell),
+                    &merge_cell(inp.hists, &mb, cell),
+                    cell,
+                    inp.weights,
+                    inp.bins,
+                    inp.fine,
+                    inp.density,
+                )
+                .map(|v| v.0)
+            })
+        }
+    }
 }
 
 /// Computes every cell of a two-group shift.
@@ -255,6 +379,7 @@ pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
         cell_kl(x, y, cell, inp.weights, inp.bins, inp.fine, inp.density)
     };
     (0..CELLS)
+        .into_par_iter()
         .map(|cell| {
             let mut rng = Rng::new(inp.seed ^ (cell as u64).wrapping_mul(0x1234_5678_9ABC));
             let main = kl(&a, &b, cell);
@@ -319,15 +444,39 @@ pub fn shift_cells(inp: &ShiftInputs) -> Vec<ShiftCell> {
                 Some((v, p)) => (Some(v), Some(p)),
                 None => (None, None),
             };
+            let (kl_smoothed, smoothed_per) =
+                match cell_kl_smoothed(&a, &b, cell, inp.weights, inp.bins) {
+                    Some((v, p)) => (Some(v), Some(p)),
+                    None => (None, None),
+                };
+            let permutation = klv.and_then(|_| cell_permutation(inp, cell));
+            let within_group = Floor::of(within);
+            let replicates = Floor::of(reps);
+            let (floor, floor_source) = match (replicates.mean, within_group.mean) {
+                (Some(r), _) => (Some(r), Some("replicates".to_string())),
+                (None, Some(w)) => (Some(w), Some("within_group".to_string())),
+                _ => (None, None),
+            };
+            let kl_over_floor = match (klv, floor) {
+                (Some(k), Some(f)) if f > 0.0 => Some(k / f),
+                _ => None,
+            };
             ShiftCell {
                 bin: labels[cell].clone(),
                 n: [a.n[cell], b.n[cell]],
                 kl: klv,
                 kl_per_component: per,
                 status,
-                within_group: Floor::of(within),
-                replicates: Floor::of(reps),
+                within_group,
+                replicates,
                 bootstrap_ci: ci,
+                kl_smoothed,
+                kl_smoothed_per_component: smoothed_per,
+                permutation,
+                q_value: None,
+                significant: None,
+                kl_over_floor,
+                floor_source: floor_source.filter(|_| kl_over_floor.is_some()),
             }
         })
         .collect()

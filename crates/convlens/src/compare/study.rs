@@ -5,6 +5,7 @@ use super::divergence::{Bins, BINS};
 use super::shift::{
     cell_kl, merge, shift_cells, BasisSummary, Density, ShiftCell, ShiftInputs, KDE_GRID,
 };
+use super::stats::{benjamini_hochberg, permutation_test, Design, Permutation};
 use super::stream::{cell_labels, coefficient_range, model_histograms, ModelHists};
 use crate::db::select::{canonical, group_by, read_pairs, select, Condition, Pair, Selection};
 use crate::db::{Db, DbError};
@@ -147,6 +148,12 @@ pub struct ShiftOptions {
     pub replicate_column: Option<String>,
     /// Columns replicates must share (default: `Network` when present, plus `by`/`within`).
     pub match_columns: Vec<String>,
+    /// Label permutations per cell for the permutation test (0: none); every distinct
+    /// labelling is evaluated when there are at most this many.
+    pub permutations: usize,
+    /// Evaluate every labelling when there are at most `permutations` (an exact test); false:
+    /// always `permutations` random labellings.
+    pub exact_permutations: bool,
 }
 
 impl Default for ShiftOptions {
@@ -160,6 +167,8 @@ impl Default for ShiftOptions {
             seed: 0x5EED,
             replicate_column: None,
             match_columns: Vec::new(),
+            permutations: super::stats::PERMUTATIONS,
+            exact_permutations: true,
         }
     }
 }
@@ -233,6 +242,12 @@ pub struct NoiseSettings {
     pub replicate_column: Option<String>,
     /// Columns replicates share.
     pub match_columns: Vec<String>,
+    /// Label permutations per cell.
+    pub permutations: usize,
+    /// Whether permutations swap labels only within robust ↔ normal pairs (`--pairs`).
+    pub permutations_within_pairs: bool,
+    /// False discovery rate of `significant` (Benjamini–Hochberg).
+    pub fdr: f64,
 }
 
 /// Everything the streaming passes produce for a selection.
@@ -335,6 +350,15 @@ pub fn shift(db: &Db, scope: &Scope, opts: &ShiftOptions) -> Result<ShiftReport,
         }
     };
     let weights = st.basis.explained_variance_ratio.clone();
+    let links: Vec<(usize, usize)> = st
+        .selection
+        .pairs
+        .iter()
+        .filter_map(|p| {
+            let ix = |n: &str| models.iter().position(|&m| db.models[m].name == n);
+            Some((ix(&p.robust)?, ix(&p.normal)?))
+        })
+        .collect();
     let mut comparisons = Vec::new();
     let mut distributions = Vec::new();
     for (label, members) in subsets {
@@ -388,6 +412,9 @@ pub fn shift(db: &Db, scope: &Scope, opts: &ShiftOptions) -> Result<ShiftReport,
             splits: opts.splits,
             bootstrap: opts.bootstrap,
             seed: opts.seed,
+            permutations: opts.permutations,
+            links: &links,
+            exact: opts.exact_permutations,
         });
         if distributions.is_empty() {
             for (g, members) in [(&gs[0].0, &ga), (&gs[1].0, &gb)] {
@@ -432,6 +459,7 @@ pub fn shift(db: &Db, scope: &Scope, opts: &ShiftOptions) -> Result<ShiftReport,
             cells,
         });
     }
+    control_fdr(&mut comparisons);
     if comparisons.is_empty() {
         return Err(DbError::Selection(format!(
             "no subset of --within {} has exactly two groups of --by {}",
@@ -486,8 +514,34 @@ pub fn shift(db: &Db, scope: &Scope, opts: &ShiftOptions) -> Result<ShiftReport,
             seed: opts.seed,
             replicate_column: rep_col,
             match_columns: match_cols,
+            permutations: opts.permutations,
+            permutations_within_pairs: !links.is_empty(),
+            fdr: super::stats::FDR,
         },
     })
+}
+
+/// Benjamini–Hochberg over two families: the depth cells (first layer and deciles) of every
+/// comparison, and the `overall` cells of every comparison.
+fn control_fdr(comparisons: &mut [Comparison]) {
+    for depth_family in [false, true] {
+        let mut at = Vec::new();
+        let mut p = Vec::new();
+        for (ci, c) in comparisons.iter().enumerate() {
+            for (k, cell) in c.cells.iter().enumerate() {
+                if (k > 0) == depth_family {
+                    at.push((ci, k));
+                    p.push(cell.permutation.as_ref().map(|t| t.p_value));
+                }
+            }
+        }
+        let q = super::stats::benjamini_hochberg(&p);
+        for ((ci, k), q) in at.into_iter().zip(q) {
+            let cell = &mut comparisons[ci].cells[k];
+            cell.q_value = q;
+            cell.significant = q.map(|q| q <= super::stats::FDR);
+        }
+    }
 }
 
 /// Output of `convlens kl-matrix`.
@@ -595,6 +649,29 @@ pub struct ModelAggregate {
     pub agg: DepthAggregate,
 }
 
+/// A permutation test of one metric in one depth group between the two groups of `by`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricTest {
+    /// `all` or the value of the `within` column.
+    pub subset: String,
+    /// Depth group label.
+    pub depth_group: String,
+    /// `sparsity`, `variance_entropy` or `orthogonality`.
+    pub metric: String,
+    /// Models of each group with a value.
+    pub n: [usize; 2],
+    /// Mean of the per-model values of each group.
+    pub mean: [Option<f64>; 2],
+    /// `mean[0] − mean[1]`.
+    pub difference: Option<f64>,
+    /// Permutation test of `|difference|` over models (within pairs when given).
+    pub permutation: Option<Permutation>,
+    /// Benjamini–Hochberg q-value across the depth groups (and subsets) of this metric.
+    pub q_value: Option<f64>,
+    /// `q_value ≤ 0.05`.
+    pub significant: Option<bool>,
+}
+
 /// Output of `convlens aggregate`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AggregateReport {
@@ -606,14 +683,53 @@ pub struct AggregateReport {
     pub rows: Vec<ModelAggregate>,
     /// Models left out, with reasons.
     pub excluded: Vec<(String, String)>,
+    /// The two groups compared by `tests` (when `by` has exactly two values).
+    pub groups: Option<[String; 2]>,
+    /// Group differences per depth group and metric, with permutation p- and q-values.
+    pub tests: Vec<MetricTest>,
+}
+
+/// Options of [`aggregate_with`].
+#[derive(Debug, Clone)]
+pub struct AggregateOptions {
+    /// Label permutations per test (0: no tests).
+    pub permutations: usize,
+    /// Seed of the permutations.
+    pub seed: u64,
+    /// Optional column: test within each of its values (e.g. `Training-Dataset`).
+    pub within: Option<String>,
+}
+
+impl Default for AggregateOptions {
+    fn default() -> Self {
+        AggregateOptions {
+            permutations: super::stats::PERMUTATIONS,
+            seed: 0x5EED,
+            within: None,
+        }
+    }
 }
 
 /// Per-model sparsity / entropy / orthogonality by depth group (the paper's box plots).
 pub fn aggregate(db: &Db, scope: &Scope, by: Option<&str>) -> Result<AggregateReport, DbError> {
+    aggregate_with(db, scope, by, &AggregateOptions::default())
+}
+
+/// [`aggregate`] with the permutation tests' settings.
+pub fn aggregate_with(
+    db: &Db,
+    scope: &Scope,
+    by: Option<&str>,
+    opts: &AggregateOptions,
+) -> Result<AggregateReport, DbError> {
     let (sel, kernel) = scope.resolve(db)?;
+    let mut two_groups = None;
     if let Some(col) = by {
         // validate the column
-        group_by(db, &sel.models, col)?;
+        let (gs, _) = group_by(db, &sel.models, col)?;
+        if gs.len() == 2 {
+            two_groups = Some([gs[0].0.clone(), gs[1].0.clone()]);
+        }
     }
     let mut rows = Vec::new();
     for &i in &sel.models {
@@ -647,10 +763,133 @@ pub fn aggregate(db: &Db, scope: &Scope, by: Option<&str>) -> Result<AggregateRe
             }
         }
     }
+    let subset_of = |model: &str| -> Option<String> {
+        match &opts.within {
+            None => Some("all".to_string()),
+            Some(col) => db
+                .model(model)
+                .and_then(|i| db.models[i].meta(col))
+                .map(canonical),
+        }
+    };
+    if let Some(col) = &opts.within {
+        // validate the column
+        group_by(db, &sel.models, col)?;
+    }
+    let tests = match &two_groups {
+        Some(g) => metric_tests(&rows, g, &sel.pairs, opts, &subset_of),
+        None => Vec::new(),
+    };
     Ok(AggregateReport {
         kernel,
         by: by.map(str::to_string),
         rows,
         excluded: sel.excluded,
+        groups: two_groups,
+        tests,
     })
+}
+
+/// The metrics of the box plots, by name.
+pub const TESTED_METRICS: [&str; 3] = ["sparsity", "variance_entropy", "orthogonality"];
+
+fn metric_value(a: &DepthAggregate, metric: usize) -> Option<f64> {
+    match metric {
+        0 => Some(a.sparsity),
+        1 => a.variance_entropy,
+        _ => Some(a.orthogonality),
+    }
+    .filter(|v| v.is_finite())
+}
+
+fn metric_tests(
+    rows: &[ModelAggregate],
+    groups: &[String; 2],
+    pairs: &[Pair],
+    opts: &AggregateOptions,
+    subset_of: &dyn Fn(&str) -> Option<String>,
+) -> Vec<MetricTest> {
+    let mut subsets: Vec<String> = rows.iter().filter_map(|r| subset_of(&r.model)).collect();
+    subsets.sort();
+    subsets.dedup();
+    let mut tests = Vec::new();
+    for (mi, metric) in TESTED_METRICS.iter().enumerate() {
+        let first = tests.len();
+        for (si, subset) in subsets.iter().enumerate() {
+            for (bi, bin) in ALL_BINS.iter().enumerate() {
+                let label = bin.label();
+                let mut units: Vec<(&str, bool, f64)> = Vec::new();
+                for r in rows.iter().filter(|r| {
+                    r.depth_group == label && subset_of(&r.model).as_ref() == Some(subset)
+                }) {
+                    let Some(v) = metric_value(&r.agg, mi) else {
+                        continue;
+                    };
+                    match r.group.as_deref() {
+                        Some(g) if g == groups[0] => units.push((&r.model, true, v)),
+                        Some(g) if g == groups[1] => units.push((&r.model, false, v)),
+                        _ => {}
+                    }
+                }
+                let labels: Vec<bool> = units.iter().map(|u| u.1).collect();
+                let vals: Vec<f64> = units.iter().map(|u| u.2).collect();
+                let mean_of = |l: &[bool], side: bool| -> Option<f64> {
+                    let v: Vec<f64> = vals
+                        .iter()
+                        .zip(l)
+                        .filter(|(_, &a)| a == side)
+                        .map(|(v, _)| *v)
+                        .collect();
+                    (!v.is_empty()).then(|| super::divergence::np_sum(&v) / v.len() as f64)
+                };
+                let n = [
+                    labels.iter().filter(|&&a| a).count(),
+                    labels.iter().filter(|&&a| !a).count(),
+                ];
+                let mean = [mean_of(&labels, true), mean_of(&labels, false)];
+                let difference = match mean {
+                    [Some(a), Some(b)] => Some(a - b),
+                    _ => None,
+                };
+                let ix = |name: &str| units.iter().position(|u| u.0 == name);
+                let links: Vec<(usize, usize)> = pairs
+                    .iter()
+                    .filter_map(|p| Some((ix(&p.robust)?, ix(&p.normal)?)))
+                    .collect();
+                let design = if pairs.is_empty() {
+                    Design::unrestricted(labels.clone())
+                } else {
+                    Design::linked(labels.clone(), &links)
+                };
+                let seed = opts.seed
+                    ^ ((mi * 16 + bi) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)
+                    ^ (si as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let permutation = difference.and_then(|_| {
+                    permutation_test(&design, opts.permutations, seed, true, |l| {
+                        Some((mean_of(l, true)? - mean_of(l, false)?).abs())
+                    })
+                });
+                tests.push(MetricTest {
+                    subset: subset.clone(),
+                    depth_group: label,
+                    metric: metric.to_string(),
+                    n,
+                    mean,
+                    difference,
+                    permutation,
+                    q_value: None,
+                    significant: None,
+                });
+            }
+        }
+        let p: Vec<Option<f64>> = tests[first..]
+            .iter()
+            .map(|t| t.permutation.as_ref().map(|x| x.p_value))
+            .collect();
+        for (t, q) in tests[first..].iter_mut().zip(benjamini_hochberg(&p)) {
+            t.q_value = q;
+            t.significant = q.map(|q| q <= super::stats::FDR);
+        }
+    }
+    tests
 }

@@ -41,6 +41,105 @@ pub fn divergence_bars(shift: &ShiftReport) -> DivergenceBars {
     (series, floor)
 }
 
+/// Significance marks of the divergence-by-depth figure: per comparison and depth group,
+/// whether the permutation test's Benjamini–Hochberg q-value is at most 0.05.
+pub fn divergence_marks(shift: &ShiftReport) -> Vec<Vec<bool>> {
+    shift
+        .comparisons
+        .iter()
+        .map(|c| {
+            c.cells
+                .iter()
+                .skip(1)
+                .map(|x| x.significant == Some(true))
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether the group difference of box metric `m` (index into [`BOX_METRICS`]) in a subset
+/// (`all` or a dataset) and depth group is significant (Benjamini–Hochberg q ≤ 0.05 of the permutation test over models).
+pub fn box_significant(agg: &AggregateReport, m: usize, subset: &str, depth: &str) -> bool {
+    let name = crate::compare::study::TESTED_METRICS[m.min(2)];
+    agg.tests.iter().any(|t| {
+        t.metric == name
+            && t.subset == subset
+            && t.depth_group == depth
+            && t.significant == Some(true)
+    })
+}
+
+/// A fingerprint of each database model (from its stored filter moments), or why not.
+pub fn fingerprints(
+    db: &Db,
+    fm: &crate::fingerprint::FingerprintModel,
+) -> Vec<(String, Result<crate::fingerprint::Fingerprint, String>)> {
+    db.models
+        .iter()
+        .map(|m| {
+            let layers = m
+                .layers
+                .iter()
+                .filter(|l| l.kernel == [3, 3] && !l.transposed)
+                .count();
+            let moments = m
+                .kernel([3, 3])
+                .map(|k| k.moments.clone())
+                .unwrap_or_else(|| crate::compare::basis::Moments::new(9));
+            let r = crate::fingerprint::fingerprint_moments(
+                fm,
+                std::path::Path::new(&m.file),
+                &m.name,
+                &moments,
+                layers,
+            )
+            .map_err(|e| e.to_string());
+            (m.name.clone(), r)
+        })
+        .collect()
+}
+
+/// Reliability-diagram series of a fingerprint model's validation: the two cross-validations on
+/// the published table and each transfer zoo (non-empty bins only).
+pub fn reliability_series(
+    fm: &crate::fingerprint::FingerprintModel,
+) -> Vec<convlens_show::ReliabilitySeries> {
+    use crate::fingerprint::{reliability, ReliabilityBin, RELIABILITY_BINS};
+    let pts = |bins: &[ReliabilityBin]| -> Vec<(f64, f64, usize)> {
+        bins.iter()
+            .filter_map(|b| Some((b.mean_predicted?, b.observed?, b.n)))
+            .collect()
+    };
+    let v = &fm.validation;
+    let mut out = vec![
+        convlens_show::ReliabilitySeries {
+            name: format!("leave-one-paper-out ({} models)", v.leave_one_paper_out.n),
+            points: pts(&v.leave_one_paper_out.reliability),
+        },
+        convlens_show::ReliabilitySeries {
+            name: format!(
+                "leave-one-architecture-out ({} models)",
+                v.leave_one_architecture_out.n
+            ),
+            points: pts(&v.leave_one_architecture_out.reliability),
+        },
+    ];
+    for t in &v.transfer {
+        let (p, y): (Vec<f64>, Vec<bool>) = t
+            .models
+            .iter()
+            .filter_map(|m| Some((m.probability?, m.robust)))
+            .unzip();
+        if !p.is_empty() {
+            out.push(convlens_show::ReliabilitySeries {
+                name: format!("transfer: {} ({} models)", t.zoo, p.len()),
+                points: pts(&reliability(&p, &y, RELIABILITY_BINS)),
+            });
+        }
+    }
+    out
+}
+
 /// Ridge-plot data: per group, per component the discrete distribution of the overall cell.
 pub fn ridge_groups(shift: &ShiftReport) -> Vec<(String, Vec<Vec<f64>>)> {
     shift

@@ -9,8 +9,8 @@ pub mod figures;
 use crate::compare::density2d::coefficient_density;
 use crate::compare::shift::Density;
 use crate::compare::study::{
-    aggregate, basis, kl_matrix, shift, AggregateReport, BasisReport, KlMatrix, Scope,
-    ShiftOptions, ShiftReport,
+    aggregate_with, basis, kl_matrix, shift, AggregateOptions, AggregateReport, BasisReport,
+    KlMatrix, Scope, ShiftOptions, ShiftReport,
 };
 use crate::db::build::{build, BuildOptions, BuildReport};
 use crate::db::{Db, DbError};
@@ -57,6 +57,7 @@ pub const FIGURE_KINDS: &[(&str, &str)] = &[
     ("boxes", "metric_boxes"),
     ("density", "density_c0_c1"),
     ("stem", "stem_"),
+    ("fingerprint", "fingerprint_reliability"),
 ];
 
 impl Default for ReportOptions {
@@ -263,7 +264,31 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
             }
         },
     };
-    let agg = aggregate(&db, &scope, by)?;
+    // the box plots' columns are datasets: test within each
+    let dataset_key = db
+        .meta_columns()
+        .into_iter()
+        .find(|c| c == "Training-Dataset" || c == "Dataset");
+    let agg = aggregate_with(
+        &db,
+        &scope,
+        by,
+        &AggregateOptions {
+            within: dataset_key,
+            ..Default::default()
+        },
+    )?;
+    let fp_model = match crate::fingerprint::FingerprintModel::bundled() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warnings.push(format!("fingerprint: {e}"));
+            None
+        }
+    };
+    let fps = fp_model
+        .as_ref()
+        .map(|m| figures::fingerprints(&db, m))
+        .unwrap_or_default();
     let zoo_dir = build_report.is_some().then_some(input);
     let stem = stem_section(&db, zoo_dir, opts, by, &mut warnings);
     let figdir = out.join("figures");
@@ -286,6 +311,7 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         shift_r.as_ref(),
         klm.as_ref(),
         &agg,
+        fp_model.as_ref(),
         &figdir,
         &mut col,
     );
@@ -318,6 +344,7 @@ pub fn report(input: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportOu
         &agg,
         build_report.as_ref(),
         stem.as_ref(),
+        fp_model.as_ref().map(|m| (m, fps.as_slice())),
         &col,
         &warnings,
     );
@@ -369,6 +396,7 @@ fn draw_all(
     shift_r: Option<&ShiftReport>,
     klm: Option<&KlMatrix>,
     agg: &AggregateReport,
+    fp_model: Option<&crate::fingerprint::FingerprintModel>,
     dir: &Path,
     col: &mut Collected,
 ) {
@@ -475,11 +503,12 @@ fn draw_all(
             dir,
             "divergence_by_depth",
             "Distribution shift by depth",
-            "Variance-weighted symmetric KL between the groups' coefficient distributions for the first conv layer and each decile of normalised depth; grey: noise floor (KL between replicate models of the same group, or between random halves of a group).",
-            e(convlens_show::divergence_by_depth(
+            "Variance-weighted symmetric KL between the groups' coefficient distributions for the first conv layer and each decile of normalised depth; grey: noise floor (KL between replicate models of the same group, or between random halves of a group); *: significant in a permutation test over models (labels shuffled, within pairs when given), Benjamini–Hochberg q ≤ 0.05 across depth cells and subsets.",
+            e(convlens_show::divergence_by_depth_marked(
                 &figures::depth_labels(s),
                 &series,
                 Some(&floor),
+                Some(&figures::divergence_marks(s)),
             )),
         );
         // 10: 2-D density
@@ -579,15 +608,41 @@ fn draw_all(
             )
         };
         let legend: Vec<String> = groups.iter().map(|g| format!("{col_by}={g}")).collect();
+        // the tests run within each dataset (column); without a dataset column, over all models
+        let subset = |ci: usize| -> String {
+            match &dataset_key {
+                Some(_) => columns[ci].clone(),
+                None => "all".to_string(),
+            }
+        };
+        let marks = |mi: usize, ci: usize, di: usize| {
+            figures::box_significant(agg, mi, &subset(ci), &depth[di])
+        };
+        let marks: Option<&dyn Fn(usize, usize, usize) -> bool> =
+            (!agg.tests.is_empty()).then_some(&marks as _);
         if !groups.is_empty() && !depth.is_empty() {
             col.add(
                 dir,
                 "metric_boxes",
                 &format!("Filter quality by depth, by {col_by}"),
-                "Per-model sparsity, variance entropy and orthogonality of each depth group (first layer, deciles of normalised depth); boxes: quartiles, whiskers 1.5 IQR, triangle: mean.",
-                e(convlens_show::metric_boxes(&metrics, &columns, &depth, &legend, &values)),
+                "Per-model sparsity, variance entropy and orthogonality of each depth group (first layer, deciles of normalised depth); boxes: quartiles, whiskers 1.5 IQR, triangle: mean; *: group difference of the means significant in a permutation test over models, Benjamini–Hochberg q ≤ 0.05 across the depth groups and datasets of each metric.",
+                e(convlens_show::metric_boxes_marked(
+                    &metrics, &columns, &depth, &legend, &values, marks,
+                )),
             );
         }
+    }
+    if let Some(fm) = fp_model {
+        col.add(
+            dir,
+            "fingerprint_reliability",
+            "Fingerprint calibration (reliability diagram)",
+            "Observed share of adversarially trained models against the mean predicted probability, in ten probability bins (numbers: models per bin): out-of-fold predictions on the robustness study's published table (leave one paper / one architecture out), and the transfer to the zoos validated at training time.",
+            e(convlens_show::reliability_diagram(
+                &figures::reliability_series(fm),
+                "predicted P(adversarially trained)",
+            )),
+        );
     }
 }
 
@@ -601,6 +656,7 @@ fn render_html(
     agg: &AggregateReport,
     build_r: Option<&BuildReport>,
     stem: Option<&StemSection>,
+    fingerprint: Option<(&crate::fingerprint::FingerprintModel, &[FingerprintRow])>,
     col: &Collected,
     warnings: &[String],
 ) -> String {
@@ -732,11 +788,12 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
                 s.coef_range[0],
                 s.coef_range[1],
             );
-            h.push_str("<table><tr><th>depth group</th><th>filters A</th><th>filters B</th><th>KL</th><th>bootstrap 95 %</th><th>within-group floor (mean)</th><th>replicate floor (mean)</th><th>status</th></tr>");
+            h.push_str("<table class=\"shift\"><tr><th>depth group</th><th>filters A</th><th>filters B</th><th>KL</th><th>bootstrap 95 %</th><th>within-group floor (mean)</th><th>replicate floor (mean)</th><th>KL / floor</th><th>KL smoothed</th><th>permutation p</th><th>BH q</th><th>status</th></tr>");
             for x in &c.cells {
+                let perm = x.permutation.as_ref();
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
                     esc(&x.bin),
                     x.n[0],
                     x.n[1],
@@ -744,6 +801,16 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
                     x.bootstrap_ci.map_or("–".into(), |c| format!("{:.4}–{:.4}", c[0], c[1])),
                     fmt(x.within_group.mean, 4),
                     fmt(x.replicates.mean, 4),
+                    fmt(x.kl_over_floor, 2),
+                    fmt(x.kl_smoothed, 4),
+                    perm.map_or("–".into(), |p| format!(
+                        "{:.3} ({}{})",
+                        p.p_value,
+                        if p.exact { "exact, " } else { "" },
+                        p.permutations
+                    )),
+                    fmt(x.q_value, 3),
+                    if x.significant == Some(true) { " *" } else { "" },
                     esc(&x.status)
                 );
             }
@@ -802,6 +869,33 @@ document.body.setAttribute('data-images',ok+'/'+imgs.length);document.body.setAt
             }
         }
         h.push_str("</table>");
+        if let Some(g) = &agg.groups {
+            let _ = write!(
+                h,
+                "<p>Group differences ({} − {}) of the per-model means, permutation test over models (labels swapped only within robust ↔ normal pairs when pairings are given), Benjamini–Hochberg q across the depth groups and datasets of each metric (* q ≤ 0.05):</p><table class=\"tests\"><tr><th>subset</th><th>depth group</th><th>metric</th><th>models</th><th>difference</th><th>permutation p</th><th>BH q</th></tr>",
+                esc(&g[0]),
+                esc(&g[1]),
+            );
+            for t in &agg.tests {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                    esc(&t.subset),
+                    esc(&t.depth_group),
+                    esc(&t.metric),
+                    t.n[0],
+                    t.n[1],
+                    fmt(t.difference, 4),
+                    fmt(t.permutation.as_ref().map(|p| p.p_value), 3),
+                    fmt(t.q_value, 3),
+                    if t.significant == Some(true) { " *" } else { "" },
+                );
+            }
+            h.push_str("</table>");
+        }
+    }
+    if let Some((fm, rows)) = fingerprint {
+        fingerprint_html(&mut h, db, opts, fm, rows);
     }
     if let Some(st) = stem {
         stem_html(&mut h, st);
@@ -840,9 +934,111 @@ const METRICS_HTML: &str = r#"<h2>What is measured</h2>
 <tr><td>orthogonality</td><td>1 − mean |cosine| between the output channels of a layer: 1 when every output channel looks for something different, lower when channels are redundant.</td></tr>
 <tr><td>PCA basis</td><td>Principal components ("eigen-filters") of all l∞-scaled non-sparse filters; every filter is described by its coefficients c0…c8 in this basis.</td></tr>
 <tr><td>distribution shift (KL)</td><td>Symmetric Kullback–Leibler divergence between two groups' coefficient distributions (70-bin histograms over the shared range, empty bins filled with float32 ε), summed over the components weighted by their explained-variance ratio — for all filters, the first conv layer, and each decile of normalised depth.</td></tr>
-<tr><td>noise floor</td><td>The same KL between models that should not differ: replicate runs (same architecture and group, another seed) and random halves of a group. A shift is only meaningful well above it.</td></tr>
+<tr><td>noise floor</td><td>The same KL between models that should not differ: replicate runs (same architecture and group, another seed) and random halves of a group. A shift is only meaningful well above it; "KL / floor" says how many times the floor it is.</td></tr>
+<tr><td>KL smoothed</td><td>The same divergence between Gaussian-smoothed histograms (Silverman bandwidth): far less inflated by small samples than the plug-in KL, whose empty bins (filled with ε) dominate when a cell holds only a few dozen filters, e.g. a first layer.</td></tr>
+<tr><td>permutation p, BH q</td><td>The share of relabellings of the models (labels shuffled between the groups, only within robust ↔ normal pairs when pairings are given; exact when all relabellings are few enough) whose KL is at least the observed one; q: Benjamini–Hochberg adjusted over the depth cells of all comparisons. With few models the smallest possible p is large: 2 vs 2 models cannot be significant.</td></tr>
+<tr><td>fingerprint</td><td>Probability that a model was adversarially trained, from the explained-variance spectrum of its l∞-scaled non-sparse 3×3 filters (ridge logistic regression fitted to the robustness study's 114 published per-model bases).</td></tr>
 </table>
 "#;
+
+/// A model's fingerprint in the report, or why it was refused.
+pub type FingerprintRow = (String, Result<crate::fingerprint::Fingerprint, String>);
+
+fn fingerprint_html(
+    h: &mut String,
+    db: &Db,
+    opts: &ReportOptions,
+    fm: &crate::fingerprint::FingerprintModel,
+    rows: &[FingerprintRow],
+) {
+    let v = &fm.validation;
+    let _ = write!(
+        h,
+        "<h2>Robustness fingerprint</h2><p>P(adversarially trained) from each model's explained-variance spectrum (first three ratios evr0–evr2 of the PCA of its l∞-scaled non-sparse 3×3 filters), by a ridge logistic regression fitted to the {} robust and {} normal models of the robustness study's published per-model bases. Validation on that table: leave-one-paper-out accuracy {:.3} ({} folds), leave-one-architecture-out {:.3} ({} folds).",
+        fm.training_models[0],
+        fm.training_models[1],
+        v.leave_one_paper_out.accuracy,
+        v.leave_one_paper_out.folds,
+        v.leave_one_architecture_out.accuracy,
+        v.leave_one_architecture_out.folds,
+    );
+    for t in &v.transfer {
+        let _ = write!(
+            h,
+            " Transfer to <code>{}</code> (another training regime): accuracy {} on {} models.",
+            esc(&t.zoo),
+            fmt(t.accuracy, 3),
+            t.n
+        );
+    }
+    h.push_str(" Medians of the reference models: ");
+    let med: Vec<String> = rows
+        .iter()
+        .find_map(|(_, r)| r.as_ref().ok())
+        .map(|f| {
+            f.prediction
+                .evidence
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} robust {:.3} / normal {:.3}",
+                        e.feature, e.robust_median, e.normal_median
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    h.push_str(&esc(&med.join("; ")));
+    h.push_str(".</p><table class=\"fingerprint\"><tr><th>model</th>");
+    let truth_col = db.meta_columns().into_iter().find(|c| c == &opts.compare);
+    if let Some(c) = &truth_col {
+        let _ = write!(h, "<th>{}</th>", esc(c));
+    }
+    h.push_str("<th>non-sparse 3×3 filters</th><th>evr0</th><th>evr1</th><th>evr2</th><th>P(adversarially trained)</th><th>verdict</th></tr>");
+    for (name, r) in rows {
+        let _ = write!(h, "<tr><td>{}</td>", esc(name));
+        if let Some(c) = &truth_col {
+            let v = db
+                .model(name)
+                .and_then(|i| db.models[i].meta(c))
+                .unwrap_or("");
+            let _ = write!(h, "<td>{}</td>", esc(v));
+        }
+        match r {
+            Ok(f) => {
+                let ev = |j: usize| {
+                    f.prediction.evidence.get(j).map_or("–".to_string(), |e| {
+                        format!(
+                            "{:.3} (percentile {:.0} of robust, {:.0} of normal models)",
+                            e.value,
+                            100.0 * e.percentile_in_robust,
+                            100.0 * e.percentile_in_normal
+                        )
+                    })
+                };
+                let _ = write!(
+                    h,
+                    "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}{}</td></tr>",
+                    f.n_filters,
+                    ev(0),
+                    ev(1),
+                    ev(2),
+                    f.prediction.probability_robust,
+                    esc(&f.prediction.verdict),
+                    f.prediction
+                        .warning
+                        .as_ref()
+                        .map(|w| format!(" ({})", esc(w)))
+                        .unwrap_or_default()
+                );
+            }
+            Err(e) => {
+                let _ = write!(h, "<td colspan=\"6\">refused: {}</td></tr>", esc(e));
+            }
+        }
+    }
+    h.push_str("</table>");
+}
 
 /// The stem analysis of every model of a zoo.
 pub struct StemSection {

@@ -30,6 +30,21 @@ pub fn metric_boxes(
     groups: &[String],
     values: &dyn Fn(usize, usize, usize, usize) -> Vec<f64>,
 ) -> Result<Figure, ShowError> {
+    metric_boxes_marked(metrics, columns, depth_labels, groups, values, None)
+}
+
+/// [`metric_boxes`] with significance marks: `marks(metric, column, depth)` puts an asterisk
+/// (`text class="sig"`) at the top of that depth group's slot, explained in a note under the
+/// axis (e.g. Benjamini–Hochberg q ≤ 0.05 of a permutation test of the group difference).
+pub fn metric_boxes_marked(
+    metrics: &[String],
+    columns: &[String],
+    depth_labels: &[String],
+    groups: &[String],
+    values: &dyn Fn(usize, usize, usize, usize) -> Vec<f64>,
+    marks: Option<&dyn Fn(usize, usize, usize) -> bool>,
+) -> Result<Figure, ShowError> {
+    let note_h = if marks.is_some() { FS_TICK + 3.0 } else { 0.0 };
     let (nm, nc, nd, ng) = (
         metrics.len(),
         columns.len(),
@@ -125,8 +140,15 @@ pub fn metric_boxes(
     let top = PAD + leg_h + 3.0 + col_title_h;
     let ph = 70.0;
     let row_gap = 11.0;
-    let height =
-        top + nm as f64 * ph + (nm - 1) as f64 * row_gap + 3.0 + lab_h + 4.0 + FS_LABEL + PAD;
+    let height = top
+        + nm as f64 * ph
+        + (nm - 1) as f64 * row_gap
+        + 3.0
+        + lab_h
+        + 4.0
+        + FS_LABEL
+        + PAD
+        + note_h;
     let mut svg = Svg::new(width, height, "metrics by depth");
     legend(
         &mut svg,
@@ -169,6 +191,17 @@ pub fn metric_boxes(
                 &Paint::stroke(AXIS_C, AXIS_W),
             );
             for (d, per_group) in per_depth.iter().enumerate() {
+                if marks.is_some_and(|f| f(m, c, d)) {
+                    svg.text_attr(
+                        x0 + (d as f64 + 0.5) * slot,
+                        y_top + FS_LABEL * 0.8,
+                        "*",
+                        &Font::new(FS_LABEL).anchor(Anchor::Middle),
+                        &format!(
+                            "class=\"sig\" data-metric=\"{m}\" data-col=\"{c}\" data-depth=\"{d}\""
+                        ),
+                    );
+                }
                 let gw = slot * 0.84;
                 let bw = gw / ng as f64;
                 let gx = x0 + d as f64 * slot + (slot - gw) / 2.0;
@@ -252,10 +285,22 @@ pub fn metric_boxes(
     }
     svg.text(
         left + (width - left - right) / 2.0,
-        height - PAD,
+        height - PAD - note_h,
         "relative depth",
         &Font::new(FS_LABEL).anchor(Anchor::Middle),
     );
+    if marks.is_some() {
+        svg.text(
+            left + (width - left - right) / 2.0,
+            height - PAD,
+            &fit_text(
+                crate::figures::divergence::SIG_NOTE,
+                width - left - right,
+                FS_TICK,
+            ),
+            &Font::new(FS_TICK).anchor(Anchor::Middle).fill(MUTED),
+        );
+    }
     Ok(svg.finish())
 }
 

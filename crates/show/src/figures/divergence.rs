@@ -199,6 +199,18 @@ pub fn divergence_by_depth(
     series: &[(String, Vec<Option<f64>>)],
     noise_floor: Option<&[Option<f64>]>,
 ) -> Result<Figure, ShowError> {
+    divergence_by_depth_marked(depth_labels, series, noise_floor, None)
+}
+
+/// [`divergence_by_depth`] with significance marks: `marks[s][d]` puts an asterisk
+/// (`text class="sig"`) above the bar of series `s` at depth group `d`, explained in a note
+/// under the axis (e.g. Benjamini–Hochberg q ≤ 0.05 of a permutation test).
+pub fn divergence_by_depth_marked(
+    depth_labels: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+    noise_floor: Option<&[Option<f64>]>,
+    marks: Option<&[Vec<bool>]>,
+) -> Result<Figure, ShowError> {
     let nd = depth_labels.len();
     let ns = series.len();
     if nd == 0 || nd > MAX_BARS || ns == 0 || ns > MAX_BARS {
@@ -222,6 +234,15 @@ pub fn divergence_by_depth(
             )));
         }
     }
+    if let Some(m) = marks {
+        if m.len() != ns || m.iter().any(|r| r.len() != nd) {
+            return Err(invalid(format!(
+                "divergence by depth: marks must be {ns} series × {nd} depth groups"
+            )));
+        }
+    }
+    let marked = |s: usize, d: usize| marks.is_some_and(|m| m[s][d]);
+    let note_h = if marks.is_some() { FS_TICK + 3.0 } else { 0.0 };
     let fin = |v: &Option<f64>| v.filter(|x| x.is_finite());
     let all = series
         .iter()
@@ -259,7 +280,7 @@ pub fn divergence_by_depth(
     let leg_h = legend_height(&items, plot_w, FS_TICK);
     let top = PAD + leg_h + 4.0;
     let plot_h = 120.0;
-    let height = top + plot_h + 3.0 + lab_h + 4.0 + FS_LABEL + PAD;
+    let height = top + plot_h + 3.0 + lab_h + 4.0 + FS_LABEL + PAD + note_h;
     let mut svg = Svg::new(width, height, "KL divergence by depth");
     legend(&mut svg, left + plot_w / 2.0, PAD, plot_w, &items, FS_TICK);
 
@@ -303,6 +324,15 @@ pub fn divergence_by_depth(
                         &Paint::fill(color::category(s)),
                         &format!("class=\"bar\" data-series=\"{s}\" data-depth=\"{d}\""),
                     );
+                    if marked(s, d) {
+                        svg.text_attr(
+                            x + bar_w / 2.0,
+                            vy.min(y0) - 0.5,
+                            "*",
+                            &Font::new(FS_LABEL).anchor(Anchor::Middle),
+                            &format!("class=\"sig\" data-series=\"{s}\" data-depth=\"{d}\""),
+                        );
+                    }
                 }
                 None => {
                     let fs = (bar_w * 0.9).clamp(3.0, 5.5);
@@ -342,9 +372,20 @@ pub fn divergence_by_depth(
     svg.line(left, y0, width - right, y0, &Paint::stroke(AXIS_C, AXIS_W));
     svg.text(
         left + plot_w / 2.0,
-        height - PAD,
+        height - PAD - note_h,
         "relative depth",
         &Font::new(FS_LABEL).anchor(Anchor::Middle),
     );
+    if marks.is_some() {
+        svg.text(
+            left + plot_w / 2.0,
+            height - PAD,
+            &fit_text(SIG_NOTE, plot_w, FS_TICK),
+            &Font::new(FS_TICK).anchor(Anchor::Middle).fill(MUTED),
+        );
+    }
     Ok(svg.finish())
 }
+
+/// The note explaining significance marks.
+pub(crate) const SIG_NOTE: &str = "* Benjamini-Hochberg q <= 0.05 (permutation test)";

@@ -2,6 +2,7 @@
 
 pub(crate) mod activations;
 pub(crate) mod boxes;
+pub(crate) mod calibration;
 pub(crate) mod density;
 pub(crate) mod divergence;
 pub(crate) mod filters;
