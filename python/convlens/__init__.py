@@ -15,7 +15,7 @@ pandas DataFrames with the CLI's CSV columns; figures show inline in notebooks.
 """
 
 from . import _convlens
-from .analysis import Quality, Stem, inspect, quality, stem
+from .analysis import Quality, Stem, fingerprint, inspect, quality, stem
 from .database import Database, Report, Shift, report
 from .errors import ArgumentError, Error, FileError
 from .figures import Figure, filters, rgb_filters
@@ -35,6 +35,7 @@ __all__ = [
     "Shift",
     "Stem",
     "filters",
+    "fingerprint",
     "inspect",
     "quality",
     "report",

@@ -14,7 +14,7 @@ from ._frames import frame, with_report
 from ._inputs import describe, source
 from .figures import Figure
 
-__all__ = ["inspect", "quality", "Quality", "stem", "Stem"]
+__all__ = ["inspect", "quality", "Quality", "stem", "Stem", "fingerprint"]
 
 
 def inspect(model: Any, kernel: str = "all", name: Optional[str] = None, entry: Optional[str] = None) -> pd.DataFrame:
@@ -143,3 +143,12 @@ def stem(
     rep = json.loads(js)
     fig = Figure(svg, title="stem activations") if svg else None
     return Stem(frame(filters), frame(models), rep, fig)
+
+
+def fingerprint(model: Any, name: Optional[str] = None, entry: Optional[str] = None) -> Dict[str, Any]:
+    """The probability that a model was adversarially trained, with the evidence: the
+    explained-variance spectrum of its l∞-scaled non-sparse 3×3 filters, and for each feature
+    where it falls between the robust and normal reference models (the bundled model, trained on
+    the authors' published per-model bases; see ``convlens fingerprint``). Raises
+    :class:`FileError` for models with too few 3×3 filters."""
+    return json.loads(_convlens.fingerprint(source(model, name), entry))

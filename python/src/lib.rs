@@ -638,6 +638,39 @@ fn stem<'py>(
     ))
 }
 
+/// `fingerprint(src, entry)` → JSON of the probability that the model was adversarially
+/// trained, with its evidence (as `convlens fingerprint --format json`).
+#[pyfunction]
+#[pyo3(signature = (src, entry=None))]
+fn fingerprint(py: Python<'_>, src: &Bound<'_, PyAny>, entry: Option<String>) -> PyResult<String> {
+    let source = Source::extract(py, src)?;
+    let fp = py
+        .detach(|| {
+            let fm = convlens::fingerprint::FingerprintModel::bundled()
+                .map_err(|e| Failure::argument(format!("the bundled fingerprint model: {e}")))?;
+            let (path, ckpt) = source.read(entry.as_deref())?;
+            let report = analyse_checkpoint(&path, &ckpt, KernelSelect::Size(3, 3))
+                .map_err(Failure::from_analyse)?;
+            let (m, layers) = convlens::fingerprint::model_moments(&report);
+            let name = match &source {
+                Source::Path(p) => p.display().to_string(),
+                Source::Tensors { name, .. } => name.clone(),
+            };
+            convlens::fingerprint::fingerprint_moments(&fm, &path, &name, &m, layers).map_err(|e| {
+                match e {
+                    convlens::fingerprint::FingerprintError::Analyse(a) => Failure::from_analyse(a),
+                    other => {
+                        let msg = other.to_string();
+                        let prefix = format!("{}: ", path.display());
+                        Failure::file(&path, msg.strip_prefix(&prefix).unwrap_or(&msg).to_string())
+                    }
+                }
+            })
+        })
+        .map_err(|e| to_py(py, e))?;
+    json(py, &fp)
+}
+
 /// `filters_figure(src, which, kernel)` → SVG of a layer's filters: `which` is `first`, `last`,
 /// `rgb` (the stem as colour patches) or a layer name.
 #[pyfunction]
@@ -750,6 +783,7 @@ fn _convlens(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(report, m)?)?;
     m.add_function(wrap_pyfunction!(stem, m)?)?;
     m.add_function(wrap_pyfunction!(filters_figure, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(render_png, m)?)?;
     m.add_function(wrap_pyfunction!(render_pdf, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
