@@ -35,7 +35,15 @@ impl Failure {
         }
     }
 
+    /// A file failure from a message that starts with `"{path}: "`.
+    pub fn stripped(path: PathBuf, msg: &str) -> Failure {
+        let prefix = format!("{}: ", path.display());
+        let reason = msg.strip_prefix(&prefix).unwrap_or(msg).to_string();
+        Failure::File { path, reason }
+    }
+
     pub fn from_analyse(e: AnalyseError) -> Failure {
+        let msg = e.to_string();
         match e {
             AnalyseError::Read(r) => Failure::from_read(r),
             AnalyseError::BadLayer {
@@ -46,20 +54,12 @@ impl Failure {
                 path,
                 reason: format!("layer {layer:?}: {reason}"),
             },
-            e @ AnalyseError::NoConvLayers { .. } => {
-                let AnalyseError::NoConvLayers { path, .. } = &e else {
-                    unreachable!()
-                };
-                let path = path.clone();
-                let msg = e.to_string();
-                let prefix = format!("{}: ", path.display());
-                let reason = msg.strip_prefix(&prefix).unwrap_or(&msg).to_string();
-                Failure::File { path, reason }
-            }
+            AnalyseError::NoConvLayers { path, .. } => Failure::stripped(path, &msg),
         }
     }
 
     pub fn from_db(e: DbError) -> Failure {
+        let msg = e.to_string();
         match e {
             DbError::Io(path, e) => Failure::File {
                 path,
@@ -69,17 +69,8 @@ impl Failure {
                 path,
                 reason: format!("damaged model record: {r}"),
             },
-            e @ DbError::NotADb(_) => {
-                let DbError::NotADb(path) = &e else {
-                    unreachable!()
-                };
-                let path = path.clone();
-                let msg = e.to_string();
-                let prefix = format!("{}: ", path.display());
-                let reason = msg.strip_prefix(&prefix).unwrap_or(&msg).to_string();
-                Failure::File { path, reason }
-            }
-            other => Failure::Argument(other.to_string()),
+            DbError::NotADb(path) => Failure::stripped(path, &msg),
+            _ => Failure::Argument(msg),
         }
     }
 

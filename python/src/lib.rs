@@ -186,10 +186,9 @@ fn model_name(path: PathBuf) -> String {
     convlens::read::model_name(&path)
 }
 
-fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<PyAny>)> {
-    let status: Vec<(String, String, String, String)> = r
-        .status
-        .iter()
+/// Status rows as `(model, file, outcome, detail)` tuples.
+fn status_rows(s: &[convlens::db::build::StatusEntry]) -> Vec<(String, String, String, String)> {
+    s.iter()
         .map(|e| {
             (
                 e.model.clone(),
@@ -198,7 +197,11 @@ fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<P
                 e.detail.clone(),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<PyAny>)> {
+    let status = status_rows(&r.status);
     let filters: Vec<(String, u64)> = r
         .filters
         .iter()
@@ -286,18 +289,7 @@ fn db_merge(
     let r = py
         .detach(|| convlens::db::merge::merge_with(&inputs, &out, transfer))
         .map_err(|e| to_py(py, Failure::from_db(e)))?;
-    let status: Vec<(String, String, String, String)> = r
-        .status
-        .iter()
-        .map(|e| {
-            (
-                e.model.clone(),
-                e.file.clone(),
-                e.outcome.label().to_string(),
-                e.detail.clone(),
-            )
-        })
-        .collect();
+    let status = status_rows(&r.status);
     let doc = serde_json::json!({
         "models_in_db": r.models,
         "deduplicated": r.deduplicated,
@@ -659,11 +651,7 @@ fn fingerprint(py: Python<'_>, src: &Bound<'_, PyAny>, entry: Option<String>) ->
             convlens::fingerprint::fingerprint_moments(&fm, &path, &name, &m, layers).map_err(|e| {
                 match e {
                     convlens::fingerprint::FingerprintError::Analyse(a) => Failure::from_analyse(a),
-                    other => {
-                        let msg = other.to_string();
-                        let prefix = format!("{}: ", path.display());
-                        Failure::file(&path, msg.strip_prefix(&prefix).unwrap_or(&msg).to_string())
-                    }
+                    other => Failure::stripped(path.clone(), &other.to_string()),
                 }
             })
         })
