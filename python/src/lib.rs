@@ -604,8 +604,11 @@ fn stem<'py>(
                 Source::Path(p) => convlens::read::model_name(p),
                 Source::Tensors { name, .. } => name.clone(),
             };
-            let model = StemModel::from_checkpoint(&name, &ckpt, &opts.load)
+            let mut model = StemModel::from_checkpoint(&name, &ckpt, &opts.load)
                 .map_err(|e| Failure::file(&path, e.to_string()))?;
+            if let Source::Path(p) = &source {
+                model.file = p.clone();
+            }
             let norm = convlens::stem::choose_normalization(opts.norm.as_ref(), None, &images)
                 .map_err(|e| Failure::argument(e.to_string()))?;
             let key = perturbed.clone().or_else(|| {
@@ -678,7 +681,10 @@ fn filters_figure(
         let (path, ckpt) = source.read(entry.as_deref())?;
         let ex = convlens::extract::extract(&ckpt);
         let layers: Vec<_> = ex.selected(k).filter(|l| !l.transposed).collect();
-        let name = path.display().to_string();
+        let name = match &source {
+            Source::Path(p) => convlens::read::model_name(p),
+            Source::Tensors { name, .. } => name.clone(),
+        };
         let layer = match which.as_str() {
             "first" | "rgb" => layers.first(),
             "last" => layers.last(),
