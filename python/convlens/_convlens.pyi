@@ -10,6 +10,7 @@ TensorDesc = Tuple[str, str, Tuple[int, ...], Optional[Tuple[int, ...]], int, An
 Source = Union[_Path, Tuple[str, List[TensorDesc]]]
 
 __version__: str
+PERMUTATIONS: int
 
 def inspect(src: Source, kernel: str, entry: Optional[str] = ...) -> Tuple[str, RawTable]: ...
 def quality(src: Source, kernel: str, entry: Optional[str] = ...) -> Tuple[str, RawTable, RawTable]: ...
@@ -44,9 +45,11 @@ def shift(
     seed: int = ...,
     replicate_column: Optional[str] = ...,
     match_columns: Sequence[str] = ...,
+    permutations: int = ...,
+    exact_permutations: bool = ...,
 ) -> Tuple[str, RawTable, RawTable]: ...
 def kl_matrix(db: _Path, by: str = ..., cell: str = ..., conditions: Sequence[str] = ..., pairs: Optional[_Path] = ..., kernel: str = ..., density: str = ...) -> Tuple[str, RawTable]: ...
-def aggregate(db: _Path, by: Optional[str] = ..., conditions: Sequence[str] = ..., pairs: Optional[_Path] = ..., kernel: str = ...) -> Tuple[str, RawTable]: ...
+def aggregate(db: _Path, by: Optional[str] = ..., conditions: Sequence[str] = ..., pairs: Optional[_Path] = ..., kernel: str = ..., permutations: int = ..., seed: int = ..., within: Optional[str] = ...) -> Tuple[str, RawTable, RawTable]: ...
 def report(
     input: _Path,
     out: _Path,

@@ -227,13 +227,12 @@ class Database:
         layer, depth deciles, with the noise floor, a bootstrap interval, a permutation test
         over models (p-values, Benjamini–Hochberg q-values, effect size) and a smoothed KL
         (``convlens shift``). ``permutations`` defaults to the CLI's."""
-        args = [
+        perms = _convlens.PERMUTATIONS if permutations is None else permutations
+        js, cells, prs = _convlens.shift(
             self.path, by, within, _where(where), _opt(pairs), kernel, density, splits,
-            bootstrap, seed, replicate_column, list(match_columns or []),
-        ]
-        if permutations is not None:
-            args += [permutations, exact_permutations]
-        js, cells, prs = _convlens.shift(*args)
+            bootstrap, seed, replicate_column, list(match_columns or []), perms,
+            exact_permutations,
+        )
         rep = json.loads(js)
         c, p = frame(cells), frame(prs)
         c.attrs["report"] = rep
@@ -248,11 +247,20 @@ class Database:
         return with_report(frame(t), js)
 
     def aggregate(self, by: Optional[str] = None, *, where=None,
-                  pairs: Optional[PathLike] = None, kernel: str = "3x3") -> pd.DataFrame:
+                  pairs: Optional[PathLike] = None, kernel: str = "3x3",
+                  permutations: Optional[int] = None, seed: int = 0x5EED,
+                  within: Optional[str] = None) -> pd.DataFrame:
         """Per-model sparsity, variance entropy and orthogonality by depth group (the data of
-        the paper's box plots), as ``convlens aggregate``."""
-        js, t = _convlens.aggregate(self.path, by, _where(where), _opt(pairs), kernel)
-        return with_report(frame(t), js)
+        the paper's box plots), as ``convlens aggregate``. With two groups in ``by``,
+        ``df.attrs["tests"]`` holds the per-metric, per-depth-group permutation tests (p-values,
+        Benjamini–Hochberg q-values; ``aggregate_tests.csv`` of the CLI), per ``within`` subset."""
+        perms = _convlens.PERMUTATIONS if permutations is None else permutations
+        js, t, tests = _convlens.aggregate(
+            self.path, by, _where(where), _opt(pairs), kernel, perms, seed, within,
+        )
+        df = with_report(frame(t), js)
+        df.attrs["tests"] = frame(tests)
+        return df
 
     def report(self, out: PathLike, **kwargs: Any) -> Report:
         """The HTML report of this database (see :func:`convlens.report`)."""

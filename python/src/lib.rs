@@ -452,9 +452,10 @@ fn kl_matrix<'py>(
     Ok((json(py, &r)?, table_to_py(py, &t)?))
 }
 
-/// `aggregate(db, by, ...)` → `(json, table)`.
+/// `aggregate(db, by, ..., permutations, seed, within)` → `(json, table, tests_table)`.
 #[pyfunction]
-#[pyo3(signature = (db, by=None, conditions=Vec::new(), pairs=None, kernel="3x3"))]
+#[pyo3(signature = (db, by=None, conditions=Vec::new(), pairs=None, kernel="3x3", permutations=convlens::compare::stats::PERMUTATIONS, seed=0x5EED, within=None))]
+#[allow(clippy::too_many_arguments)]
 fn aggregate<'py>(
     py: Python<'py>,
     db: PathBuf,
@@ -462,14 +463,27 @@ fn aggregate<'py>(
     conditions: Vec<String>,
     pairs: Option<PathBuf>,
     kernel: &str,
-) -> PyResult<(String, Bound<'py, PyTuple>)> {
+    permutations: usize,
+    seed: u64,
+    within: Option<String>,
+) -> PyResult<(String, Bound<'py, PyTuple>, Bound<'py, PyTuple>)> {
     let sc = scope(py, conditions, pairs, kernel)?;
+    let opts = study::AggregateOptions {
+        permutations,
+        seed,
+        within,
+    };
     let d = open_db(py, &db)?;
     let r = py
-        .detach(|| study::aggregate(&d, &sc, by.as_deref()))
+        .detach(|| study::aggregate_with(&d, &sc, by.as_deref(), &opts))
         .map_err(|e| to_py(py, Failure::from_db(e)))?;
     let t = convlens::tables::aggregate(&r).map_err(|e| table_err(py, e))?;
-    Ok((json(py, &r)?, table_to_py(py, &t)?))
+    let tests = convlens::tables::aggregate_tests(&r).map_err(|e| table_err(py, e))?;
+    Ok((
+        json(py, &r)?,
+        table_to_py(py, &t)?,
+        table_to_py(py, &tests)?,
+    ))
 }
 
 /// What `report` hands back: index path, figures `(id, title, caption)`, warnings.
@@ -763,6 +777,7 @@ fn _spin(py: Python<'_>, seconds: f64) -> u64 {
 #[pymodule]
 fn _convlens(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PERMUTATIONS", convlens::compare::stats::PERMUTATIONS)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(quality, m)?)?;
     m.add_function(wrap_pyfunction!(find_models, m)?)?;

@@ -101,6 +101,7 @@ def test_analyses_equal_cli(built, cli, tmp_path):
     assert m.shape == (4, 4) and np.allclose(np.diag(m.to_numpy()), 0)
     a = db.aggregate(by="Robust")
     assert_frame_equals_csv(a, out / "aggregate.csv")
+    assert_frame_equals_csv(a.attrs["tests"], out / "aggregate_tests.csv")
     assert a.attrs["report"] == json.load(open(out / "aggregate.json"))
 
 
