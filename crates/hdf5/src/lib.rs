@@ -68,6 +68,19 @@ pub enum H5ErrorKind {
         /// Filters in the dataset.
         n: u64,
     },
+    /// A chunk's stored bytes lie (partly) beyond the end of the file: reading it would
+    /// allocate its declared size for bytes that are not there.
+    #[error("dataset {name:?}: chunk at byte {address} declares {size} stored bytes, past the end of the {file_len}-byte file")]
+    ChunkOutsideFile {
+        /// Dataset name.
+        name: String,
+        /// File offset of the chunk.
+        address: u64,
+        /// Declared stored size of the chunk.
+        size: u64,
+        /// Length of the file.
+        file_len: u64,
+    },
     /// The file returned fewer values than the window holds.
     #[error("filters {start}..{end}: {got} values read, {want} expected")]
     ShortRead {
@@ -153,6 +166,27 @@ impl FilterDataset {
         };
         if n > MAX_FILTERS {
             return Err(err(H5ErrorKind::TooManyFilters { name, n }));
+        }
+        // Chunk extents come from the file's B-tree; hdf5-pure allocates a chunk's declared
+        // size before reading it, so a forged size would allocate gigabytes (fuzz finding).
+        // An index it cannot enumerate (B-tree v2) is left to the reads, which are bounded.
+        if let (Ok(Some(_)), Ok(chunks)) = (ds.chunk_shape(), ds.chunks()) {
+            let file_len = std::fs::metadata(path)
+                .map_err(|e| err(H5ErrorKind::Hdf5(e.to_string())))?
+                .len();
+            for c in chunks {
+                if c.address
+                    .checked_add(c.storage_size)
+                    .is_none_or(|e| e > file_len)
+                {
+                    return Err(err(H5ErrorKind::ChunkOutsideFile {
+                        name,
+                        address: c.address,
+                        size: c.storage_size,
+                        file_len,
+                    }));
+                }
+            }
         }
         Ok(FilterDataset {
             path: path.to_path_buf(),

@@ -13,7 +13,7 @@ use crate::error::TorchError;
 use crate::policy::{self, Callable};
 use crate::value::{Dict, DictData, Global, Object, StorageDtype, StorageRef, TensorDesc, Value};
 use convlens_core::DType;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// How a storage persistent id is laid out.
@@ -35,6 +35,9 @@ pub(crate) struct Unpickler<'a> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// Identities of containers fetched from the memo or duplicated: only these can end up
+    /// inside themselves, so only these are checked for reference cycles.
+    shared: HashSet<*const ()>,
     work: u64,
     work_cap: u64,
     pid_style: PidStyle,
@@ -294,6 +297,7 @@ impl<'a> Unpickler<'a> {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: HashMap::new(),
+            shared: HashSet::new(),
             work: 0,
             work_cap,
             pid_style,
@@ -432,6 +436,9 @@ impl<'a> Unpickler<'a> {
             .get(&idx)
             .cloned()
             .ok_or_else(|| self.err(format!("memo entry {idx} was never stored")))?;
+        if let Some(id) = container_id(&v) {
+            self.shared.insert(id);
+        }
         self.push(v);
         Ok(())
     }
@@ -477,6 +484,7 @@ impl<'a> Unpickler<'a> {
                 self.stack.clear();
                 self.marks.clear();
                 self.memo.clear();
+                self.shared.clear();
                 return Ok(v);
             }
             self.step(op)?;
@@ -498,6 +506,9 @@ impl<'a> Unpickler<'a> {
             }
             b'2' => {
                 let v = self.top()?.clone();
+                if let Some(id) = container_id(&v) {
+                    self.shared.insert(id);
+                }
                 self.push(v);
             }
             b'F' => {
@@ -630,16 +641,19 @@ impl<'a> Unpickler<'a> {
             b'a' => {
                 let v = self.pop()?;
                 let target = self.top()?.clone();
-                self.extend(&target, vec![v])?;
+                let items = self.sever_cycles(&target, vec![v])?;
+                self.extend(&target, items)?;
             }
             b'e' => {
                 let items = self.pop_mark()?;
                 let target = self.top()?.clone();
+                let items = self.sever_cycles(&target, items)?;
                 self.extend(&target, items)?;
             }
             0x90 => {
                 let items = self.pop_mark()?;
                 let target = self.top()?.clone();
+                let items = self.sever_cycles(&target, items)?;
                 match &target {
                     Value::Set(s) => s.0.borrow_mut().extend(items),
                     other => {
@@ -651,11 +665,13 @@ impl<'a> Unpickler<'a> {
                 let v = self.pop()?;
                 let k = self.pop()?;
                 let target = self.top()?.clone();
-                self.set_items(&target, vec![k, v])?;
+                let items = self.sever_cycles(&target, vec![k, v])?;
+                self.set_items(&target, items)?;
             }
             b'u' => {
                 let items = self.pop_mark()?;
                 let target = self.top()?.clone();
+                let items = self.sever_cycles(&target, items)?;
                 self.set_items(&target, items)?;
             }
             b'g' => {
@@ -751,6 +767,10 @@ impl<'a> Unpickler<'a> {
             b'b' => {
                 let state = self.pop()?;
                 let target = self.top()?.clone();
+                let state = self
+                    .sever_cycles(&target, vec![state])?
+                    .pop()
+                    .unwrap_or(Value::None);
                 self.build(&target, state)?;
             }
             b'P' => {
@@ -1223,11 +1243,92 @@ impl<'a> Unpickler<'a> {
         Ok(Value::Storage(s))
     }
 
+    /// Replaces every item that (directly or through other containers) refers back to the
+    /// mutable container `target` by an opaque placeholder. Containers are reference counted, so
+    /// a cycle (`l = []; l.append((l,))`) would never be freed; convlens never needs such a
+    /// back reference. The search is charged to the work budget.
+    fn sever_cycles(
+        &mut self,
+        target: &Value,
+        mut items: Vec<Value>,
+    ) -> Result<Vec<Value>, TorchError> {
+        let Some(goal) = container_id(target).filter(|id| self.shared.contains(id)) else {
+            return Ok(items);
+        };
+        let mut cut = false;
+        for item in items.iter_mut() {
+            if self.reaches(item, goal)? {
+                *item = Value::Opaque(Rc::from("cyclic reference to an enclosing container"));
+                cut = true;
+            }
+        }
+        if cut {
+            self.note(
+                "the pickle builds a reference cycle; each back reference was replaced by a \
+                 placeholder"
+                    .into(),
+            );
+        }
+        Ok(items)
+    }
+
+    /// Whether the container with identity `goal` is reachable from `from`.
+    fn reaches(&mut self, from: &Value, goal: *const ()) -> Result<bool, TorchError> {
+        let mut seen = HashSet::new();
+        let mut todo = vec![from.clone()];
+        while let Some(v) = todo.pop() {
+            let Some(id) = container_id(&v) else { continue };
+            if id == goal {
+                return Ok(true);
+            }
+            if !seen.insert(id) {
+                continue;
+            }
+            let before = todo.len();
+            match &v {
+                Value::List(s) | Value::Set(s) => todo.extend(s.0.borrow().iter().cloned()),
+                Value::Tuple(t) => todo.extend(t.0.iter().cloned()),
+                Value::Dict(d) => todo.extend(
+                    d.0.borrow()
+                        .entries
+                        .iter()
+                        .flat_map(|(k, v)| [k.clone(), v.clone()]),
+                ),
+                Value::Object(o) => {
+                    todo.push(o.args.clone());
+                    todo.extend(o.state.borrow().iter().cloned());
+                    todo.extend(
+                        o.dict_items
+                            .borrow()
+                            .entries
+                            .iter()
+                            .flat_map(|(k, v)| [k.clone(), v.clone()]),
+                    );
+                    todo.extend(o.list_items.borrow().iter().cloned());
+                }
+                _ => {}
+            }
+            self.charge(1 + todo.len() - before)?;
+        }
+        Ok(false)
+    }
+
     fn note(&mut self, n: String) {
         if self.notes.len() < 100 && !self.notes.contains(&n) {
             self.notes.push(n);
         }
     }
+}
+
+/// The identity of a value that can hold other values (and so be part of a cycle).
+fn container_id(v: &Value) -> Option<*const ()> {
+    Some(match v {
+        Value::List(s) | Value::Set(s) => Rc::as_ptr(s).cast(),
+        Value::Tuple(t) => Rc::as_ptr(t).cast(),
+        Value::Dict(d) => Rc::as_ptr(d).cast(),
+        Value::Object(o) => Rc::as_ptr(o).cast(),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -1253,6 +1354,29 @@ mod tests {
         assert!(matches!(l[1], Value::Int(-2)));
         assert!(matches!(l[2], Value::Float(f) if f == 3.5));
         assert!(matches!(d.get_str("b"), Some(Value::Tuple(t)) if t.0.len() == 2));
+    }
+
+    /// Fuzz finding (LeakSanitizer, torch/read): `l = []; l.append((l,)); d = {}; d['k'] = d`
+    /// built reference cycles of `Rc` containers that were never freed. The back references
+    /// are now placeholders, so the list and dict are uniquely owned after loading.
+    #[test]
+    fn reference_cycles_are_cut() {
+        // EMPTY_LIST MEMOIZE BINGET0 TUPLE1 APPEND, and a dict that contains itself
+        let p = b"\x80\x04]\x94h\x00\x85a.";
+        let Value::List(l) = load(p).unwrap() else {
+            panic!("not a list")
+        };
+        assert_eq!(Rc::strong_count(&l), 1, "the list is still part of a cycle");
+        let items = l.0.borrow();
+        // the tuple `(l,)` refers back to `l`, so the appended item is the placeholder
+        assert!(matches!(&items[0], Value::Opaque(s) if s.contains("cyclic")));
+        drop(items);
+        let p = b"\x80\x04}\x94X\x01\x00\x00\x00kh\x00s.";
+        let Value::Dict(d) = load(p).unwrap() else {
+            panic!("not a dict")
+        };
+        assert_eq!(Rc::strong_count(&d), 1, "the dict is still part of a cycle");
+        assert!(matches!(d.0.borrow().get_str("k"), Some(Value::Opaque(_))));
     }
 
     #[test]

@@ -579,3 +579,15 @@ fn protocol0_inst_of_os_system() {
         "{e}"
     );
 }
+
+/// Fuzz finding (torch/read, LeakSanitizer; fixtures/hostile/fuzz/torch_pickle_cycle.pkl): a
+/// plain pickle that appends `(l, l)` to the list `l` and then breaks off. Before the fix the
+/// cyclic list leaked on every read; the unit test `pickle::tests::reference_cycles_are_cut`
+/// checks the cycle is cut. Here: the file gives the clear pickle error, not a panic.
+#[test]
+fn fuzz_pickle_reference_cycle_is_an_error() {
+    let bytes = std::fs::read(common::fixture("hostile/fuzz/torch_pickle_cycle.pkl")).unwrap();
+    let e = convlens_torch::read(convlens_core::Blob::from_vec(bytes)).unwrap_err();
+    assert!(matches!(e, TorchError::Pickle { .. }), "{e}");
+    assert!(e.to_string().contains("no MARK on the stack"), "{e}");
+}
