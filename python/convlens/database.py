@@ -168,6 +168,10 @@ class Database:
         finally:
             if bar is not None:
                 bar.close()
+        return cls._with_summary(out, summary, status)
+
+    @classmethod
+    def _with_summary(cls, out: PathLike, summary: str, status) -> "Database":
         db = cls(out)
         db.last_build = pd.DataFrame(status, columns=["model", "file", "status", "detail"])
         db.last_build.attrs["summary"] = json.loads(summary)
@@ -180,10 +184,7 @@ class Database:
         several inputs is kept once if its contents agree; conflicting inputs raise
         :class:`ArgumentError`. ``link`` hard-links the shards instead of copying them."""
         summary, status = _convlens.db_merge([os.fspath(p) for p in inputs], os.fspath(out), link)
-        db = cls(out)
-        db.last_build = pd.DataFrame(status, columns=["model", "file", "status", "detail"])
-        db.last_build.attrs["summary"] = json.loads(summary)
-        return db
+        return cls._with_summary(out, summary, status)
 
     def status(self) -> pd.DataFrame:
         """Every model of the last build: added, unchanged, failed (with the reason),

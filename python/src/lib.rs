@@ -21,7 +21,7 @@ use convlens_core::Checkpoint;
 use convlens_table::{Column, Table};
 use errors::{argument_error, file_error, to_py, Failure};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use std::path::{Path, PathBuf};
 
 /// A model handed over from Python: a file path, or named arrays.
@@ -200,21 +200,32 @@ fn status_rows(s: &[convlens::db::build::StatusEntry]) -> Vec<(String, String, S
         .collect()
 }
 
-fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<PyAny>)> {
-    let status = status_rows(&r.status);
-    let filters: Vec<(String, u64)> = r
-        .filters
+/// Filter counts per kernel size as `("3x3", n)` pairs.
+fn kernel_counts(filters: &[([usize; 2], u64)]) -> Vec<(String, u64)> {
+    filters
         .iter()
         .map(|(k, n)| (format!("{}x{}", k[0], k[1]), *n))
-        .collect();
-    let doc = serde_json::json!({
-        "models_in_db": r.models_in_db,
-        "filters": filters,
-    });
+        .collect()
+}
+
+/// A build or merge summary as `(summary_json, status rows)`.
+fn summary_to_py(
+    py: Python<'_>,
+    doc: serde_json::Value,
+    status: &[convlens::db::build::StatusEntry],
+) -> PyResult<(String, Py<PyAny>)> {
     Ok((
         json(py, &doc)?,
-        status.into_pyobject(py)?.into_any().unbind(),
+        status_rows(status).into_pyobject(py)?.into_any().unbind(),
     ))
+}
+
+fn build_report_to_py(py: Python<'_>, r: &BuildReport) -> PyResult<(String, Py<PyAny>)> {
+    let doc = serde_json::json!({
+        "models_in_db": r.models_in_db,
+        "filters": kernel_counts(&r.filters),
+    });
+    summary_to_py(py, doc, &r.status)
 }
 
 /// `db_build(zoo, out, meta, name_column, formats, kernel, force, files, progress)` →
@@ -289,16 +300,12 @@ fn db_merge(
     let r = py
         .detach(|| convlens::db::merge::merge_with(&inputs, &out, transfer))
         .map_err(|e| to_py(py, Failure::from_db(e)))?;
-    let status = status_rows(&r.status);
     let doc = serde_json::json!({
         "models_in_db": r.models,
         "deduplicated": r.deduplicated,
-        "filters": r.filters.iter().map(|(k, n)| (format!("{}x{}", k[0], k[1]), *n)).collect::<Vec<_>>(),
+        "filters": kernel_counts(&r.filters),
     });
-    Ok((
-        json(py, &doc)?,
-        status.into_pyobject(py)?.into_any().unbind(),
-    ))
+    summary_to_py(py, doc, &r.status)
 }
 
 fn open_db(py: Python<'_>, dir: &Path) -> PyResult<Db> {
@@ -797,6 +804,5 @@ fn _convlens(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_pdf, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_spin, m)?)?;
-    let _ = PyDict::new(m.py());
     Ok(())
 }
