@@ -131,5 +131,64 @@ pub(crate) fn to_pdf(svg: &str) -> Result<Vec<u8>, ShowError> {
         svg2pdf::ConversionOptions::default(),
         svg2pdf::PageOptions { dpi: 72.0 },
     )
+    .map(sort_resource_dicts)
     .map_err(|e| ShowError::Pdf(e.to_string()))
+}
+
+/// Puts the entries of every resource dictionary (`/ExtGState <<`, `/XObject <<`, …) of a PDF
+/// written by svg2pdf in sorted order, so that the same figure gives the same bytes on every run.
+///
+/// svg2pdf 0.13 collects a page's resources in a `HashMap` and writes them in its (randomly
+/// seeded) iteration order. Each entry is a line `/name N 0 R`; sorting the lines of a run keeps
+/// its length, so every byte offset after it (the cross-reference table) stays valid.
+fn sort_resource_dicts(pdf: Vec<u8>) -> Vec<u8> {
+    const KEYS: [&[u8]; 6] = [
+        b"/ExtGState <<",
+        b"/XObject <<",
+        b"/Pattern <<",
+        b"/Shading <<",
+        b"/Font <<",
+        b"/ColorSpace <<",
+    ];
+    let opens = |line: &[u8]| KEYS.iter().any(|k| line.trim_ascii_start() == *k);
+    // `/<letters><digits> <digits> 0 R`, after indentation
+    let is_entry = |line: &[u8]| {
+        let t = line.trim_ascii_start();
+        let Some(rest) = t.strip_prefix(b"/") else {
+            return false;
+        };
+        let letters = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        let rest = &rest[letters..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let Some(rest) = rest[digits..].strip_prefix(b" ") else {
+            return false;
+        };
+        let digits2 = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        letters > 0 && digits > 0 && digits2 > 0 && &rest[digits2..] == b" 0 R"
+    };
+    let lines: Vec<&[u8]> = pdf.split(|&b| b == b'\n').collect();
+    let mut out = Vec::with_capacity(pdf.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let open = opens(lines[i]);
+        out.extend_from_slice(lines[i]);
+        i += 1;
+        if open {
+            let start = i;
+            while i < lines.len() && is_entry(lines[i]) {
+                i += 1;
+            }
+            let mut run = lines[start..i].to_vec();
+            run.sort_unstable();
+            for l in run {
+                out.push(b'\n');
+                out.extend_from_slice(l);
+            }
+        }
+        if i < lines.len() {
+            out.push(b'\n');
+        }
+    }
+    debug_assert_eq!(out.len(), pdf.len());
+    out
 }

@@ -693,3 +693,37 @@ fn reliability_diagram_places_points_at_predicted_and_observed() {
     assert!(reliability_diagram(&bad, "p").is_err());
     assert!(reliability_diagram(&[], "p").is_err());
 }
+
+/// svg2pdf writes a page's resource dictionaries (graphics states for the ridges' transparency,
+/// fonts) in a randomly seeded hash-map order; the PDF of one figure must still be the same bytes
+/// every time it is rendered (found by `scripts/outputs.sh`: two runs of `convlens report` gave
+/// different `ridge.pdf` and `metric_boxes.pdf`).
+#[test]
+fn pdf_bytes_do_not_depend_on_hash_map_order() {
+    let groups: Vec<(String, Vec<Vec<f64>>)> = (0..6)
+        .map(|g| {
+            let cols = (0..4)
+                .map(|c| {
+                    (0..32)
+                        .map(|i| ((i * (g + 1) + c) % 7) as f64 + 0.5)
+                        .collect()
+                })
+                .collect();
+            (format!("group {g}"), cols)
+        })
+        .collect();
+    let fig = ridge_plot((-1.0, 1.0), 4, &groups).unwrap();
+    let first = fig.to_pdf().unwrap();
+    let text = String::from_utf8_lossy(&first);
+    let states = text.matches(" 0 R\n").count();
+    assert!(
+        text.contains("/ExtGState <<") && states > 8,
+        "{states} resource entries"
+    );
+    for _ in 0..12 {
+        assert!(
+            fig.to_pdf().unwrap() == first,
+            "PDF bytes differ between renders"
+        );
+    }
+}
