@@ -91,6 +91,11 @@ fn is_zip(b: &[u8]) -> bool {
 
 /// Names of the members of a zip archive, from its central directory (empty on error).
 fn zip_names(b: &[u8]) -> Vec<String> {
+    if convlens_core::zip_end::check_end_record(b).is_err()
+        || zip::ZipArchive::new(convlens_core::zip_end::BoundedReader::new(b)).is_err()
+    {
+        return Vec::new();
+    }
     match zip::ZipArchive::new(std::io::Cursor::new(b)) {
         Ok(z) => z.file_names().map(str::to_string).collect(),
         Err(_) => Vec::new(),

@@ -9,6 +9,7 @@ mod blob;
 mod checkpoint;
 pub mod depth;
 mod tensor;
+pub mod zip_end;
 
 pub use blob::Blob;
 pub use checkpoint::{Checkpoint, ConvNode, ConvOp, Format, Graph, GraphNode, NamedTensor};

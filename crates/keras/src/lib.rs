@@ -368,6 +368,13 @@ pub fn is_keras_archive(names: &[String]) -> bool {
 
 /// Reads a Keras 3 `.keras` archive.
 pub fn read_keras(data: &[u8]) -> Result<Checkpoint, KerasError> {
+    convlens_core::zip_end::check_end_record(data).map_err(KerasError::Zip)?;
+    zip::ZipArchive::new(convlens_core::zip_end::BoundedReader::new(data)).map_err(
+        |e| match e {
+            zip::result::ZipError::Io(io) => KerasError::Zip(format!("unreadable archive: {io}")),
+            other => KerasError::Zip(other.to_string()),
+        },
+    )?;
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(data))
         .map_err(|e| KerasError::Zip(e.to_string()))?;
     let cfg = member(&mut z, "config.json")?;

@@ -107,3 +107,22 @@ fn broken_files_give_errors() {
         let _ = convlens_keras::read_h5(b);
     }
 }
+
+/// Fuzz finding 3 (see `crates/torch/tests/hostile.rs`): the two zip directory bombs of
+/// `fixtures/hostile/fuzz/` are refused by the `.keras` reader too, each for its reason.
+#[test]
+fn fuzz_zip_directory_bombs_are_refused() {
+    use convlens_keras::KerasError;
+    let bomb = std::fs::read(fixture("hostile/fuzz/zip_end_bomb.pt")).unwrap();
+    let e = convlens_keras::read_keras(&bomb).unwrap_err();
+    assert!(
+        matches!(&e, KerasError::Zip(m) if m.contains("where there is none")),
+        "{e}"
+    );
+    let bomb = std::fs::read(fixture("hostile/fuzz/zip_fallback_bomb.pt")).unwrap();
+    let e = convlens_keras::read_keras(&bomb).unwrap_err();
+    assert!(
+        matches!(&e, KerasError::Zip(m) if m.contains(convlens_core::zip_end::BUDGET_SPENT)),
+        "{e}"
+    );
+}

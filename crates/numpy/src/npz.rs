@@ -32,6 +32,8 @@ fn zip_err(e: ZipError) -> NpyError {
 }
 
 fn open(bytes: &[u8]) -> Result<Archive<'_>, NpyError> {
+    convlens_core::zip_end::check_end_record(bytes).map_err(NpyError::Zip)?;
+    ZipArchive::new(convlens_core::zip_end::BoundedReader::new(bytes)).map_err(zip_err)?;
     let archive = ZipArchive::new(Cursor::new(bytes)).map_err(zip_err)?;
     if archive.len() > MAX_TENSORS {
         return Err(NpyError::TooManyMembers(archive.len()));

@@ -191,3 +191,20 @@ fn truncated_member_data() {
         "{e:?}"
     );
 }
+
+/// Fuzz finding 3 (see `crates/torch/tests/hostile.rs`): the two zip directory bombs of
+/// `fixtures/hostile/fuzz/` are refused by the `.npz` reader too, each for its reason.
+#[test]
+fn fuzz_zip_directory_bombs_are_refused() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hostile/fuzz");
+    let e = err(std::fs::read(dir.join("zip_end_bomb.pt")).unwrap());
+    assert!(
+        matches!(&e, NpyError::Zip(m) if m.contains("where there is none")),
+        "{e}"
+    );
+    let e = err(std::fs::read(dir.join("zip_fallback_bomb.pt")).unwrap());
+    assert!(
+        matches!(&e, NpyError::Zip(m) if m.contains(convlens_core::zip_end::BUDGET_SPENT)),
+        "{e}"
+    );
+}

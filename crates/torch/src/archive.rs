@@ -150,6 +150,11 @@ pub(crate) fn read_zip(
     opts: &crate::ReadOptions,
 ) -> Result<crate::Checkpoint, TorchError> {
     let bytes: &[u8] = blob.as_slice();
+    convlens_core::zip_end::check_end_record(bytes).map_err(TorchError::Zip)?;
+    ZipArchive::new(convlens_core::zip_end::BoundedReader::new(bytes)).map_err(|e| match e {
+        zip::result::ZipError::Io(io) => TorchError::Zip(format!("unreadable archive: {io}")),
+        other => TorchError::Zip(other.to_string()),
+    })?;
     let mut ar = ZipArchive::new(Cursor::new(bytes)).map_err(|e| TorchError::Zip(e.to_string()))?;
 
     let mut pkl: Option<String> = None;

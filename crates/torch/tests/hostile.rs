@@ -591,3 +591,30 @@ fn fuzz_pickle_reference_cycle_is_an_error() {
     assert!(matches!(e, TorchError::Pickle { .. }), "{e}");
     assert!(e.to_string().contains("no MARK on the stack"), "{e}");
 }
+
+/// Fuzz finding 3 (torch/read, a 3.7 s timeout on a 1 MB input; rebuilt small by
+/// `fixtures/hostile/fuzz/make_zip_bombs.py`): a file of end-of-central-directory records, each
+/// pointing at a directory that is not there. The `zip` crate tried every one and searched
+/// forward from each (quadratic); the end-record check now refuses the file at its last record.
+#[test]
+fn fuzz_zip_end_record_bomb_is_refused_at_the_last_record() {
+    let bytes = std::fs::read(common::fixture("hostile/fuzz/zip_end_bomb.pt")).unwrap();
+    let e = convlens_torch::read(convlens_core::Blob::from_vec(bytes)).unwrap_err();
+    assert!(matches!(e, TorchError::Zip(_)), "{e}");
+    assert!(e.to_string().contains("central directory at byte 0"), "{e}");
+    assert!(e.to_string().contains("where there is none"), "{e}");
+}
+
+/// Fuzz finding 3, second form: a proper last end record and directory header whose entry is
+/// broken, after 3,000 earlier end records. The `zip` crate falls back to each earlier record
+/// (quadratic again); the trial open through a read budget of four times the file stops it.
+#[test]
+fn fuzz_zip_fallback_bomb_is_cut_by_the_read_budget() {
+    let bytes = std::fs::read(common::fixture("hostile/fuzz/zip_fallback_bomb.pt")).unwrap();
+    let e = convlens_torch::read(convlens_core::Blob::from_vec(bytes)).unwrap_err();
+    assert!(matches!(e, TorchError::Zip(_)), "{e}");
+    assert!(
+        e.to_string().contains(convlens_core::zip_end::BUDGET_SPENT),
+        "{e}"
+    );
+}
