@@ -10,10 +10,11 @@
 //! leave-one-paper-out and leave-one-architecture-out on the published table, and the transfer
 //! to checkpoint zoos given at training time.
 
-use crate::compare::basis::{Basis, Moments};
-use crate::compare::divergence::np_sum;
+use crate::compare::basis::Basis;
 use crate::db::build::MetaTable;
 use crate::extract::KernelSelect;
+use crate::numeric::np_sum;
+use crate::numeric::Moments;
 use crate::quality::{analyse_file, AnalyseError, ModelReport};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -13,6 +13,7 @@ pub mod depth;
 pub mod extract;
 pub mod fingerprint;
 pub mod measure;
+pub mod numeric;
 pub mod quality;
 pub mod read;
 pub mod report;

@@ -99,7 +99,7 @@ pub struct LayerReport {
     /// Count, Σx and Σxxᵀ of the l∞-scaled non-sparse filters (see
     /// [`LayerMetrics::basis_moments`]). Not serialised.
     #[serde(skip)]
-    pub basis_moments: Option<crate::compare::basis::Moments>,
+    pub basis_moments: Option<crate::numeric::Moments>,
 }
 
 /// A depth group of one model with its aggregate metrics.

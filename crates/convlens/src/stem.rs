@@ -1242,7 +1242,7 @@ impl StemModel {
                 let xn = norm.apply(x);
                 let mut z = vec![0.0; per];
                 self.conv_image(&g, &xn, &mut z);
-                let mut rng = crate::compare::shift::Rng::new(
+                let mut rng = crate::numeric::Rng::new(
                     pgd.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 );
                 let mut delta: Vec<f64> = x

@@ -3,8 +3,8 @@
 use super::record::{KernelShard, LayerRecord, ModelRecord};
 use super::shard::npy_header;
 use super::{DbError, FILTERS_DIR, MODELS_DIR};
-use crate::compare::basis::Moments;
 use crate::extract::{extract, KernelSelect};
+use crate::numeric::Moments;
 use crate::quality::analyse_checkpoint_with;
 use crate::read::{entry_of, find_models, model_name, read_with, ReadOptions};
 use convlens_core::KernelLayout;

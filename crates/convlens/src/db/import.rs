@@ -10,9 +10,9 @@
 use super::record::{KernelShard, LayerRecord, ModelRecord};
 use super::shard::write_npy_f32;
 use super::{DbError, FILTERS_DIR, MODELS_DIR};
-use crate::compare::basis::Moments;
 use crate::depth::DepthBin;
 use crate::measure::{basis_moments, entropy_base10, scale_filter, sparse_mask, variance_spectrum};
+use crate::numeric::Moments;
 use convlens_core::Blob;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -19,7 +19,7 @@ pub mod record;
 pub mod select;
 pub mod shard;
 
-use crate::compare::basis::Moments;
+use crate::numeric::Moments;
 use convlens_table::{Column, Table};
 use record::ModelRecord;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The per-model records of a filter database (`models/<name>.json`).
 
-use crate::compare::basis::Moments;
+use crate::numeric::Moments;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Serde for f64 that writes NaN/±inf as `null` and reads `null` back as NaN.

@@ -39,7 +39,7 @@ use std::ops::Range;
 
 use super::norms::FilterStats;
 use super::variance_entropy::Moments as Centred;
-use crate::compare::basis::Moments as Uncentred;
+use crate::numeric::Moments as Uncentred;
 
 /// Filters per parallel work item of the 3×3 kernel (a multiple of [`BLOCK`]). Fixed, so that
 /// partial sums are always combined in the same order.

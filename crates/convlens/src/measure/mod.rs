@@ -28,7 +28,7 @@ pub use variance_entropy::{
     entropy_base10, entropy_max_threshold, scale_filter, variance_spectrum, MAX_SPECTRUM_TAPS,
 };
 
-use crate::compare::basis::Moments;
+use crate::numeric::Moments;
 use serde::Serialize;
 
 /// Shape of a convolution weight in OIHW order (`groups` only affects

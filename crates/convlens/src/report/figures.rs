@@ -85,7 +85,7 @@ pub fn fingerprints(
             let moments = m
                 .kernel([3, 3])
                 .map(|k| k.moments.clone())
-                .unwrap_or_else(|| crate::compare::basis::Moments::new(9));
+                .unwrap_or_else(|| crate::numeric::Moments::new(9));
             let r = crate::fingerprint::fingerprint_moments(
                 fm,
                 std::path::Path::new(&m.file),
