@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every cargo-fuzz target of the reader crates for SECONDS seconds each (default
 # 60) and prints a table (executions, exec/s, cov, ft, slowest input, peak RSS, corpus files,
-# result). See docs/fuzzing.md.
+# result; `cpu_s` is the CPU time the run got, user + system). See docs/fuzzing.md.
 #
 #   bash scripts/fuzz.sh [SECONDS]
 #
@@ -14,7 +14,8 @@
 #   FUZZ_LOGS=DIR  where the libFuzzer logs and the table go (default target/fuzz-logs)
 #   FUZZ_FLAGS="…" extra libFuzzer flags
 #   NICE=N         niceness of the runs (default 19)
-#   TIMEOUT=S      per-input time limit in seconds (default 2)
+#   TIMEOUT=S      per-input time limit in seconds (default 2; libFuzzer measures wall time, so
+#                  a loaded machine needs more: replay the slowest inputs on a quiet one)
 #
 # Needs `cargo install cargo-fuzz`. On a stable toolchain it sets RUSTC_BOOTSTRAP=1 (cargo-fuzz
 # builds with -Z sanitizer=address). CARGO_TARGET_DIR defaults to target/fuzz of the checkout.
@@ -74,10 +75,15 @@ run_one() {
   [ -n "${MAX_RUNS:-}" ] && runs=(-runs="$MAX_RUNS")
   echo "== $crate/$target: run ${SECONDS_PER_TARGET}s ($(ls "$extra" | wc -l) extra seeds)" >&2
   local t0; t0=$(date +%s)
-  (cd "$dir" && nice -n "$NICE" cargo fuzz run "$target" "$corpus" "$seeds" "$extra" -- \
+  # the binary copied aside after its build (targets of different crates share the name `read`
+  # and the uplifted path in CARGO_TARGET_DIR: running the copy keeps parallel runs apart)
+  (cd "$dir" && ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}" /usr/bin/time -f "%U %S" -o "$LOGS/$crate-$target.cpu" \
+      nice -n "$NICE" "$WORK/bin/$crate-$target" -artifact_prefix="$dir/fuzz/artifacts/$target/" \
+      "$corpus" "$seeds" "$extra" \
       -max_total_time="$SECONDS_PER_TARGET" "${runs[@]}" -rss_limit_mb=2048 -malloc_limit_mb=64 \
       -timeout="${TIMEOUT:-2}" -print_final_stats=1 ${FUZZ_FLAGS:-}) >"$log" 2>&1
-  local rc=$? secs=$(( $(date +%s) - t0 ))
+  local rc=$? secs=$(( $(date +%s) - t0 )) cpu
+  cpu="$(awk '{printf "%.0f", $1 + $2}' "$LOGS/$crate-$target.cpu" 2>/dev/null)"
   local last execs rate cov ft slow rss files result
   last="$(grep -E '^#[0-9]+' "$log" | tail -1)"
   execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')"
@@ -95,7 +101,7 @@ run_one() {
   fi
   # keep the run's corpus beside the log (for `cargo fuzz cmin` / `-merge=1` into the committed one)
   rm -rf "$LOGS/corpus-$crate-$target"; cp -r "$corpus" "$LOGS/corpus-$crate-$target"
-  printf '%-18s %7s %10s %8s %6s %6s %5s %6s %6s  %s\n' "$crate/$target" "$secs" "${execs:--}" "${rate:--}" \
+  printf '%-18s %7s %6s %10s %8s %6s %6s %5s %6s %6s  %s\n' "$crate/$target" "$secs" "${cpu:--}" "${execs:--}" "${rate:--}" \
     "${cov:--}" "${ft:--}" "${slow:--}" "${rss:--}" "$files" "$result" >"$row"
   [ "$rc" -eq 0 ]
 }
@@ -104,7 +110,10 @@ status=0
 for pair in $TARGETS; do
   crate="${pair%%:*}"; target="${pair##*:}"
   echo "== $crate/$target: build" >&2
-  if ! (cd "$ROOT/crates/$crate" && nice -n "$NICE" cargo fuzz build "$target") >"$LOGS/$crate-$target.build.log" 2>&1; then
+  mkdir -p "$WORK/bin"
+  if (cd "$ROOT/crates/$crate" && nice -n "$NICE" cargo fuzz build "$target") >"$LOGS/$crate-$target.build.log" 2>&1; then
+    cp "$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/$target" "$WORK/bin/$crate-$target"
+  else
     tail -20 "$LOGS/$crate-$target.build.log" >&2
     printf '%-18s %s\n' "$crate/$target" "BUILD FAILED" >"$LOGS/$crate-$target.row"
     status=1
@@ -121,7 +130,7 @@ for pair in $TARGETS; do
 done
 while [ "$running" -gt 0 ]; do wait -n || status=1; running=$((running - 1)); done
 {
-  printf '\n%-18s %7s %10s %8s %6s %6s %5s %6s %6s  %s\n' target seconds execs exec/s cov ft slow rss_mb files result
+  printf '\n%-18s %7s %6s %10s %8s %6s %6s %5s %6s %6s  %s\n' target seconds cpu_s execs exec/s cov ft slow rss_mb files result
   for pair in $TARGETS; do cat "$LOGS/${pair%%:*}-${pair##*:}.row"; done
 } | tee "$LOGS/table.txt"
 exit $status
