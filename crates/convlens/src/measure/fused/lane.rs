@@ -40,8 +40,8 @@ pub(super) unsafe trait Lane: Copy {
     fn add_masked(self, m: Self::Mask, x: Self) -> Self;
 }
 
-/// Portable lanes. (Plain loops rather than closures throughout this file's lane code, so
-/// that everything inlines into the callers compiled for the instruction set.)
+/// Portable lanes. (Plain loops rather than closures throughout the lane code, here and in
+/// `x86.rs`, so that everything inlines into the callers compiled for the instruction set.)
 #[derive(Clone, Copy)]
 pub(super) struct Portable([f64; 8]);
 
