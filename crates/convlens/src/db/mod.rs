@@ -1,5 +1,6 @@
-//! Between stages 3 and 4 — the filter database: the conv filters of a whole model zoo, stored so that every analysis
-//! can stream over them with memory independent of the number of filters.
+//! Between stages 3 and 4 — the filter database: the conv filters of a whole model zoo, stored
+//! so that every analysis can stream over them with memory independent of the number of
+//! filters.
 //!
 //! Layout of a database folder:
 //!

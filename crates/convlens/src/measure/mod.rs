@@ -1,5 +1,6 @@
-//! Stage 3 — measure: the per-layer filter-quality metrics of Gavrikov & Keuper (sparsity, variance entropy,
-//! orthogonality) plus the torchconvquality 0.3.0 variants and simple weight norms.
+//! Stage 3 — measure: the per-layer filter-quality metrics of Gavrikov & Keuper (sparsity,
+//! variance entropy, orthogonality) plus the torchconvquality 0.3.0 variants and simple weight
+//! norms.
 //!
 //! The definitions reproduce the reference oracle (`reference.py`, functions `layer_metrics`,
 //! `notebook_sparsity`, `scale`, `entropy_cond`, `ortho_cond`, `tcq_sparsity`,
