@@ -234,13 +234,21 @@ pub fn permutation_test(
     } else {
         0.0
     };
+    // flat: every null value ties with every other (the tie tolerance of the p-value); the
+    // standard deviation of such a null is rounding (the mean of n copies of c can be off c)
+    let (lo, hi) = null
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let flat = hi - lo <= TIE_REL * lo.abs().max(hi.abs());
     Some(Permutation {
         p_value,
         permutations: null.len(),
         exact,
         null_mean: mean,
         null_sd: sd,
-        effect_size: (sd > 0.0).then(|| (observed - mean) / sd),
+        effect_size: (sd > 0.0 && !flat).then(|| (observed - mean) / sd),
     })
 }
 
@@ -360,6 +368,20 @@ mod tests {
             benjamini_hochberg(&[Some(0.9), Some(0.95)]),
             [Some(0.95), Some(0.95)]
         );
+    }
+
+    /// Found by the property tests (`tests/properties/stats.rs`): a statistic that ignores the
+    /// labels has a null whose standard deviation is rounding (the mean of three copies of this
+    /// value is one ulp off it); it got an effect size of −0.8 instead of none.
+    #[test]
+    fn a_flat_null_has_no_effect_size() {
+        let c = 0.24603587916010677;
+        let d = Design::unrestricted(vec![false, false, true]);
+        let p = permutation_test(&d, 100, 1, true, |_| Some(c)).unwrap();
+        assert_eq!(p.permutations, 3);
+        assert!(p.null_sd > 0.0, "the rounding this test is about");
+        assert_eq!(p.p_value, 1.0);
+        assert_eq!(p.effect_size, None);
     }
 
     #[test]

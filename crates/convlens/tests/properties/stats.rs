@@ -174,15 +174,17 @@ proptest! {
     }
 
     /// A statistic that does not depend on the labels: every labelling ties, p = 1, the null
-    /// has no spread beyond the rounding of its mean. (Its `effect_size` is not always `None`:
-    /// the mean of `n` copies of `c` may round off `c`, leaving a standard deviation of ~1e-17
-    /// and an effect size of order 1 — e.g. three copies of 0.24603587916010677.)
+    /// has no spread beyond the rounding of its mean, and no effect size (the mean of `n`
+    /// copies of `c` may round off `c`, leaving a standard deviation of ~1e-17: before the
+    /// flat-null check this gave an effect size of order 1, e.g. for three copies of
+    /// 0.24603587916010677).
     #[test]
     fn a_flat_statistic_has_p_one(d in design(), exact in any::<bool>(), c in -1.0f64..1.0) {
         let t = permutation_test(&d, 50, 1, exact, |_| Some(c)).unwrap();
         prop_assert_eq!(t.p_value, 1.0);
         prop_assert!((t.null_mean - c).abs() <= 4.0 * f64::EPSILON * c.abs());
         prop_assert!(t.null_sd <= 4.0 * f64::EPSILON * c.abs(), "sd {}", t.null_sd);
+        prop_assert_eq!(t.effect_size, None);
     }
 
     /// q-values: `None` stays `None`, `p ≤ q ≤ 1` (up to one rounding: `p·m/m` can be one ulp
