@@ -8,36 +8,12 @@ use common::*;
 use convlens::db::build::{build, BuildOptions, Outcome};
 use convlens::db::merge::{merge, merge_with, ShardTransfer};
 use convlens::extract::KernelSelect;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("convlens-merge-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
-}
-
-/// Every file under `dir` (relative path → bytes).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                // folders must match too (an empty one shows up as a key)
-                out.insert(
-                    format!("{}/", p.strip_prefix(dir).unwrap().display()),
-                    Vec::new(),
-                );
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Asserts that two database folders hold the same files with the same bytes.

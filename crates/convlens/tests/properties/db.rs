@@ -13,7 +13,7 @@
 //!
 //! These properties are heavy (several database builds per case): few cases.
 
-use super::common::root;
+use super::common::{root, tree};
 use super::{config, TempDir};
 use convlens::db::build::{build, BuildOptions, Outcome};
 use convlens::db::merge::{merge, read_status};
@@ -96,25 +96,6 @@ fn options(meta: bool) -> BuildOptions {
 
 fn build_into(zoo: &Path, out: &Path, opts: &BuildOptions) -> convlens::db::build::BuildReport {
     build(zoo, out, opts, &|_, _, _| {}).unwrap()
-}
-
-/// Every file and folder under `dir` (relative path → bytes; folders end in `/`).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                stack.push(p);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Asserts that two database folders hold the same files with the same bytes, except the
