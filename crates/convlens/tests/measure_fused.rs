@@ -5,11 +5,11 @@
 
 mod common;
 
-use convlens::compare::basis::Moments;
 use convlens::measure::{
     entropy_base10, entropy_max_threshold, measure_layer, scale_filter, sparse_mask,
     tcq_sparse_mask, variance_spectrum, LayerMetrics, LayerShape,
 };
+use convlens::numeric::Moments;
 
 /// The entropies of the former implementation, from the selected rows.
 struct Reference {

@@ -164,9 +164,9 @@ impl<'a> FastBins<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::basis::Moments;
     use crate::compare::stream::tests::values;
     use crate::measure::scale_filter;
+    use crate::numeric::Moments;
 
     #[test]
     fn fast_bin_index_agrees_with_bins_index() {
