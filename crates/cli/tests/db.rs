@@ -1,11 +1,7 @@
 //! The database commands end to end: build, status, basis, shift, kl-matrix, aggregate.
 
-use std::path::PathBuf;
+use convlens_testdata::{root, tree};
 use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn convlens(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_convlens"))
@@ -131,25 +127,6 @@ fn failures_in_a_build_change_the_exit_code() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("not a convlens database"));
     let _ = std::fs::remove_dir_all(&zoo);
     let _ = std::fs::remove_dir_all(&db);
-}
-
-/// Every file and folder under `dir` (relative path → bytes).
-fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                stack.push(p);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -2,10 +2,9 @@
 #![allow(dead_code, unused_imports)]
 
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub use convlens_testdata::{fixture, root, shared};
+pub use convlens_testdata::{fixture, root, shared, tree};
 
 /// A zoo model: the repo copy when there is one, else the shared copy, else `None` (with a
 /// message saying what is skipped).
@@ -64,24 +63,4 @@ pub fn assert_close_tol(what: &str, actual: f64, expected: &Value, rel: f64) {
             assert!(ok, "{what}: expected {e}, got {actual}");
         }
     }
-}
-
-/// Every file and folder under `dir`: relative path → bytes; folders end in `/` with no bytes,
-/// so that empty folders must match too.
-pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                stack.push(p);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }

@@ -30,13 +30,18 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+/// Counts `n` more live bytes and raises the peak.
+fn grew(n: usize) {
+    let now = LIVE.fetch_add(n, Relaxed) + n;
+    PEAK.fetch_max(now, Relaxed);
+}
+
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(now, Relaxed);
+            grew(layout.size());
         }
         p
     }
@@ -48,9 +53,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                let now =
-                    LIVE.fetch_add(new_size - layout.size(), Relaxed) + new_size - layout.size();
-                PEAK.fetch_max(now, Relaxed);
+                grew(new_size - layout.size());
             } else {
                 LIVE.fetch_sub(layout.size() - new_size, Relaxed);
             }
@@ -62,11 +65,18 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Heap bytes that were live at the peak since the last call, above what was live then.
-fn reset_peak() -> usize {
-    let live = LIVE.load(Relaxed);
-    PEAK.store(live, Relaxed);
-    live
+/// Runs `f`, catching a panic (its message is the error); returns its value and the peak of
+/// live heap bytes it added above what was live before it.
+fn measured<T>(f: impl FnOnce() -> T) -> Result<(T, usize), String> {
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    let value = catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })?;
+    Ok((value, PEAK.load(Relaxed).saturating_sub(base)))
 }
 
 /// The corpora: (crate, target, file extension the input is read under).
@@ -91,42 +101,23 @@ fn corpus_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// What one input did: accepted by the reader, and the peak extra heap bytes while reading.
-struct Replay {
-    accepted: bool,
-    read_peak: usize,
-}
-
-/// Runs one input through read → inspect → quality.
-fn replay(bytes: Vec<u8>, name: &Path) -> Result<Replay, String> {
-    catch_unwind(AssertUnwindSafe(|| {
-        let base = reset_peak();
-        let read = read_bytes(name, Blob::from_vec(bytes));
-        let read_peak = PEAK.load(Relaxed).saturating_sub(base);
-        let Ok(ckpt) = read else {
-            return Replay {
-                accepted: false,
-                read_peak,
-            };
-        };
+/// Reads one input (measuring the reader's heap), then runs inspect and quality on it if the
+/// reader accepted it; returns whether it did and the reader's heap peak.
+fn replay(bytes: Vec<u8>, name: &Path) -> Result<(bool, usize), String> {
+    let (read, peak) = measured(|| read_bytes(name, Blob::from_vec(bytes)))?;
+    let Ok(ckpt) = read else {
+        return Ok((false, peak));
+    };
+    measured(|| {
         let _ = inspect_checkpoint(name, &ckpt, KernelSelect::All);
         let _ = analyse_checkpoint(name, &ckpt, KernelSelect::All);
-        Replay {
-            accepted: true,
-            read_peak,
-        }
-    }))
-    .map_err(|p| {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".into())
-    })
+    })?;
+    Ok((true, peak))
 }
 
 #[test]
 fn every_fuzz_corpus_input_runs_through_the_pipeline_without_panicking() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = convlens_testdata::root();
     // inputs are read as if they sat in an empty folder (ONNX external data finds nothing)
     let dir = std::env::temp_dir().join(format!("convlens-fuzz-corpus-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
@@ -151,27 +142,27 @@ fn every_fuzz_corpus_input_runs_through_the_pipeline_without_panicking() {
                 // the CNN Filter DB reader of `db import-h5`, as its fuzz target calls it
                 let h5 = dir.join("dataset.h5");
                 fs::write(&h5, &bytes).unwrap();
-                let base = reset_peak();
-                let res = catch_unwind(|| {
+                let res = measured(|| {
                     convlens_hdf5::FilterDataset::open(&h5, &["filters", "filter"])
                         .map(|ds| {
                             let _ = ds.read(0, ds.len().min(64));
                         })
                         .is_ok()
                 });
-                let peak = PEAK.load(Relaxed).saturating_sub(base);
                 match res {
-                    Ok(ok) => h5_accepted += ok as usize,
-                    Err(_) => panics.push(format!("{} (FilterDataset): panic", f.display())),
+                    Ok((ok, peak)) => {
+                        h5_accepted += ok as usize;
+                        check_heap(&mut greedy, f, bytes.len(), peak);
+                    }
+                    Err(msg) => panics.push(format!("{} (FilterDataset): {msg}", f.display())),
                 }
-                check_heap(&mut greedy, f, bytes.len(), peak);
             }
             let len = bytes.len();
             match replay(bytes, &name) {
-                Ok(r) => {
-                    accepted += r.accepted as usize;
-                    check_heap(&mut greedy, f, len, r.read_peak);
-                    worst = worst.max(r.read_peak as f64 / len.max(1) as f64);
+                Ok((ok, peak)) => {
+                    accepted += ok as usize;
+                    check_heap(&mut greedy, f, len, peak);
+                    worst = worst.max(peak as f64 / len.max(1) as f64);
                 }
                 Err(msg) => panics.push(format!("{}: {msg}", f.display())),
             }

@@ -28,10 +28,6 @@ const STAGES: &[(&str, u32)] = &[
     ("report", 50),
 ];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -149,7 +145,7 @@ fn no_module_imports_from_a_later_stage() {
 
 #[test]
 fn no_source_file_is_longer_than_a_sitting() {
-    let root = workspace();
+    let root = convlens_testdata::root();
     let mut files = Vec::new();
     for entry in fs::read_dir(root.join("crates")).unwrap() {
         let src = entry.unwrap().path().join("src");
