@@ -3,8 +3,7 @@
 //! pairs), Benjamini–Hochberg control of the false discovery rate across cells, and a
 //! bias-reduced divergence for cells with few filters (KL between Gaussian-smoothed histograms).
 
-use crate::numeric::Rng;
-use crate::numeric::{np_sum, Bins};
+use crate::numeric::{np_sum, Bins, Rng};
 use serde::Serialize;
 
 /// Default number of label permutations per test.
