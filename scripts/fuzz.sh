@@ -107,12 +107,13 @@ run_one() {
 }
 
 status=0
+HOST="$(rustc -vV | sed -n 's/^host: //p')"
+mkdir -p "$WORK/bin"
 for pair in $TARGETS; do
   crate="${pair%%:*}"; target="${pair##*:}"
   echo "== $crate/$target: build" >&2
-  mkdir -p "$WORK/bin"
   if (cd "$ROOT/crates/$crate" && nice -n "$NICE" cargo fuzz build "$target") >"$LOGS/$crate-$target.build.log" 2>&1; then
-    cp "$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/$target" "$WORK/bin/$crate-$target"
+    cp "$CARGO_TARGET_DIR/$HOST/release/$target" "$WORK/bin/$crate-$target"
   else
     tail -20 "$LOGS/$crate-$target.build.log" >&2
     printf '%-18s %s\n' "$crate/$target" "BUILD FAILED" >"$LOGS/$crate-$target.row"
